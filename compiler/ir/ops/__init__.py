@@ -1,0 +1,12 @@
+"""Importing this package registers every IR op (one module per op family)."""
+
+from compiler.ir.ops import (  # noqa: F401
+    activation,
+    conv,
+    dense,
+    elementwise,
+    glue,
+    norm,
+    pool,
+    tensor_ops,
+)

@@ -1,0 +1,60 @@
+"""Small helpers shared by op definitions (layout views, window extraction)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.ir.registry import TType
+
+
+def same(types: list[TType]) -> list[TType]:
+    """Output has the first input's type (unary elementwise ops)."""
+    return [types[0]]
+
+
+def to_nhwc(x: np.ndarray, layout: str) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1) if layout == "NCHW" else x
+
+
+def from_nhwc(x: np.ndarray, layout: str) -> np.ndarray:
+    return x.transpose(0, 3, 1, 2) if layout == "NCHW" else x
+
+
+def hwc_dims(shape: tuple[int, ...], layout: str) -> tuple[int, int, int, int]:
+    """(N, H, W, C) of a 4-D shape in the given layout."""
+    if layout == "NCHW":
+        n, c, h, w = shape
+    else:
+        n, h, w, c = shape
+    return n, h, w, c
+
+
+def make_shape(n: int, h: int, w: int, c: int, layout: str) -> tuple[int, ...]:
+    return (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+
+
+def out_size(size: int, k: int, s: int, d: int, p0: int, p1: int, ceil: bool = False) -> int:
+    span = (k - 1) * d + 1
+    num = size + p0 + p1 - span
+    if ceil:
+        o = -(-num // s) + 1
+        if (o - 1) * s >= size + p0:  # the last window must start inside the input or left pad
+            o -= 1
+        return o
+    return num // s + 1
+
+
+def windows(
+    x: np.ndarray,
+    kernel: list[int],
+    stride: list[int],
+    dilation: list[int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """Strided windows of a padded NHWC array: [N, OH, OW, C, KH, KW] (a view)."""
+    kh, kw = kernel
+    dh, dw = dilation
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    v = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(1, 2))
+    v = v[:, :: stride[0], :: stride[1], :, ::dh, ::dw]
+    return v[:, : out_hw[0], : out_hw[1]]

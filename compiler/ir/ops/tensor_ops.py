@@ -1,0 +1,217 @@
+"""Data movement: reshape, transpose, concat, split, slice, pad, channel permutation, casts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.errors import IRError
+from compiler.ir.graph import Node
+from compiler.ir.ops._util import same
+from compiler.ir.registry import AttrSpec, TType, op
+from compiler.ir.tensor import DTYPES
+
+ANY = tuple(DTYPES)
+
+
+def resolve_reshape(in_shape: tuple[int, ...], target: list[int], allowzero: bool = False) -> tuple[int, ...]:
+    """ONNX Reshape: 0 copies the input dim (unless allowzero), one -1 is inferred."""
+    out = [in_shape[i] if (d == 0 and not allowzero) else int(d) for i, d in enumerate(target)]
+    numel = int(np.prod(in_shape, dtype=np.int64))
+    if out.count(-1) > 1:
+        raise ValueError("more than one -1 in reshape target")
+    if -1 in out:
+        rest = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        if rest == 0 or numel % rest:
+            raise ValueError(f"cannot reshape {list(in_shape)} into {target}")
+        out[out.index(-1)] = numel // rest
+    if int(np.prod(out, dtype=np.int64)) != numel:
+        raise ValueError(f"cannot reshape {list(in_shape)} into {target}")
+    return tuple(out)
+
+
+def _infer_reshape(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType] | None:
+    if "shape" in node.attrs:
+        if len(t) != 1:
+            raise IRError(f"reshape {node.label}: shape given both as attribute and input")
+        target = list(node.attrs["shape"])  # type: ignore[arg-type]
+    elif len(t) == 2 and v[1] is not None:
+        target = [int(d) for d in v[1].reshape(-1)]
+    elif len(t) == 2:
+        return None  # computed at run time; canonicalize folds it
+    else:
+        raise IRError(f"reshape {node.label}: no target shape")
+    try:
+        return [TType(resolve_reshape(t[0].shape, target), t[0].dtype)]
+    except ValueError as e:
+        raise IRError(f"reshape {node.label}: {e}") from None
+
+
+@op("reshape", attrs={"shape": AttrSpec("ints", None)}, inputs=(1, 2), infer=_infer_reshape, dtypes=ANY)
+def reshape(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Static target when the `shape` attribute is set; else ONNX semantics on input 2."""
+    if "shape" in node.attrs:
+        return [x[0].reshape(node.attrs["shape"])]  # type: ignore[arg-type]
+    return [x[0].reshape(resolve_reshape(x[0].shape, [int(d) for d in x[1].reshape(-1)]))]
+
+
+def _infer_transpose(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    perm = list(node.attrs["perm"])  # type: ignore[arg-type]
+    if sorted(perm) != list(range(len(t[0].shape))):
+        raise IRError(f"transpose {node.label}: perm {perm} does not fit rank {len(t[0].shape)}")
+    return [TType(tuple(t[0].shape[p] for p in perm), t[0].dtype)]
+
+
+@op("transpose", attrs={"perm": AttrSpec("ints")}, infer=_infer_transpose, dtypes=ANY)
+def transpose(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[0].transpose(node.attrs["perm"]))]  # type: ignore[arg-type]
+
+
+def _infer_concat(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    rank = len(t[0].shape)
+    axis = int(node.attrs["axis"]) % max(rank, 1)  # type: ignore[arg-type]
+    for other in t[1:]:
+        if len(other.shape) != rank or any(
+            a != b for i, (a, b) in enumerate(zip(other.shape, t[0].shape)) if i != axis
+        ):
+            raise IRError(
+                f"concat {node.label}: shapes {[list(x.shape) for x in t]} differ off axis {axis}"
+            )
+    shape = list(t[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in t)
+    return [TType(tuple(shape), t[0].dtype)]
+
+
+@op("concat", attrs={"axis": AttrSpec("int")}, inputs=(1, 1 << 16), infer=_infer_concat, dtypes=ANY)
+def concat(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate(x, axis=node.attrs["axis"])]  # type: ignore[arg-type]
+
+
+def _infer_split(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    shape = t[0].shape
+    axis = int(node.attrs["axis"]) % len(shape)  # type: ignore[arg-type]
+    sizes = list(node.attrs["sizes"])  # type: ignore[arg-type]
+    if sum(sizes) != shape[axis] or len(sizes) != len(node.outputs):
+        raise IRError(f"split {node.label}: sizes {sizes} do not split dim {shape[axis]}")
+    return [
+        TType(tuple(s if i == axis else d for i, d in enumerate(shape)), t[0].dtype) for s in sizes
+    ]
+
+
+@op(
+    "split",
+    attrs={"axis": AttrSpec("int"), "sizes": AttrSpec("ints")},
+    outputs=(1, 1 << 16),
+    infer=_infer_split,
+    dtypes=ANY,
+)
+def split(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    bounds = np.cumsum(node.attrs["sizes"])[:-1]  # type: ignore[arg-type]
+    return [np.ascontiguousarray(p) for p in np.split(x[0], bounds, axis=node.attrs["axis"])]  # type: ignore[arg-type]
+
+
+def slice_index(shape: tuple[int, ...], attrs: dict[str, object]) -> tuple[slice, ...]:
+    """ONNX Slice semantics (negative indices, clamping, negative steps) as numpy slices."""
+    index = [slice(None)] * len(shape)
+    starts, ends = attrs["starts"], attrs["ends"]
+    axes, steps = attrs["axes"], attrs["steps"]
+    for s, e, a, st in zip(starts, ends, axes, steps):  # type: ignore[call-overload]
+        dim = shape[a]
+        s = s + dim if s < 0 else s
+        e = e + dim if e < 0 else e
+        if st > 0:
+            s, e = min(max(s, 0), dim), min(max(e, 0), dim)
+            index[a] = slice(s, e, st)
+        else:
+            s, e = min(max(s, -1), dim - 1), min(max(e, -1), dim - 1)
+            index[a] = slice(s, None if e < 0 else e, st)
+    return tuple(index)
+
+
+def _infer_slice(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    a = node.attrs
+    n = len(a["starts"])  # type: ignore[arg-type]
+    if not (len(a["ends"]) == len(a["axes"]) == len(a["steps"]) == n) or 0 in a["steps"]:  # type: ignore[arg-type,operator]
+        raise IRError(f"slice {node.label}: starts/ends/axes/steps do not match")
+    shape = np.broadcast_to(np.int8(0), t[0].shape)[slice_index(t[0].shape, a)].shape
+    return [TType(tuple(shape), t[0].dtype)]
+
+
+@op(
+    "slice",
+    attrs={
+        "starts": AttrSpec("ints"),
+        "ends": AttrSpec("ints"),
+        "axes": AttrSpec("ints"),
+        "steps": AttrSpec("ints"),
+    },
+    infer=_infer_slice,
+    dtypes=ANY,
+)
+def slice_(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[0][slice_index(x[0].shape, node.attrs)])]
+
+
+def _infer_pad(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    pads = list(node.attrs["pads"])  # type: ignore[arg-type]
+    r = len(t[0].shape)
+    if len(pads) != 2 * r or min(pads) < 0:
+        raise IRError(f"pad {node.label}: pads {pads} do not fit rank {r} (or are negative)")
+    return [TType(tuple(d + pads[i] + pads[i + r] for i, d in enumerate(t[0].shape)), t[0].dtype)]
+
+
+@op(
+    "pad",
+    attrs={
+        "pads": AttrSpec("ints"),  # ONNX order: all begins, then all ends
+        "mode": AttrSpec("str", "constant", ("constant", "reflect", "edge")),
+        "value": AttrSpec("float", 0.0),
+    },
+    infer=_infer_pad,
+)
+def pad(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    pads = node.attrs["pads"]
+    r = x[0].ndim
+    width = [(pads[i], pads[i + r]) for i in range(r)]  # type: ignore[index]
+    if node.attrs["mode"] == "constant":
+        return [np.pad(x[0], width, constant_values=np.float32(node.attrs["value"]))]  # type: ignore[arg-type]
+    return [np.pad(x[0], width, mode=node.attrs["mode"])]  # type: ignore[call-overload]
+
+
+def _infer_permute(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    axis = int(node.attrs["axis"]) % len(t[0].shape)  # type: ignore[arg-type]
+    perm = list(node.attrs["perm"])  # type: ignore[arg-type]
+    if sorted(perm) != list(range(t[0].shape[axis])):
+        raise IRError(f"permute_channels {node.label}: perm is not a permutation of axis {axis}")
+    return [t[0]]
+
+
+@op(
+    "permute_channels",
+    attrs={"perm": AttrSpec("ints"), "axis": AttrSpec("int", -1)},
+    infer=_infer_permute,
+    dtypes=ANY,
+)
+def permute_channels(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """y[..., c] = x[..., perm[c]]: what a channel shuffle becomes in NHWC."""
+    return [np.take(x[0], node.attrs["perm"], axis=node.attrs["axis"])]  # type: ignore[call-overload]
+
+
+@op("identity", infer=lambda n, t, v: same(t), dtypes=ANY)
+def identity(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [x[0]]
+
+
+@op("dropout", infer=lambda n, t, v: same(t))
+def dropout(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Inference: the identity."""
+    return [x[0]]
+
+
+@op(
+    "cast",
+    attrs={"to": AttrSpec("str", choices=tuple(DTYPES))},
+    infer=lambda n, t, v: [TType(t[0].shape, str(n.attrs["to"]))],
+    dtypes=ANY,
+)
+def cast(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [x[0].astype(DTYPES[str(node.attrs["to"])])]

@@ -1,0 +1,161 @@
+"""The op registry: each op's attribute schema, shape/dtype inference and float reference.
+
+An op is defined once, in `compiler/ir/ops/<family>.py`, by `@op(...)`; the frontend, the
+verifier, the printer/parser and the interpreter all read that one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.errors import IRError
+from compiler.ir.graph import Node
+
+REQUIRED = object()
+ATTR_KINDS = ("int", "float", "str", "ints", "floats")
+
+
+@dataclass(frozen=True)
+class TType:
+    """What inference knows of a tensor: shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    kind: str
+    default: object = REQUIRED
+    choices: tuple[object, ...] | None = None
+
+
+# infer(node, input types, constant input values or None) -> output types, or None when the
+# output shape depends on a value unknown at this point (the recorded shape is then trusted).
+InferFn = Callable[[Node, list[TType], list[np.ndarray | None]], list[TType] | None]
+RunFn = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
+
+
+@dataclass
+class OpDef:
+    name: str
+    attrs: dict[str, AttrSpec]
+    inputs: tuple[int, int]  # min, max count
+    infer: InferFn
+    run: RunFn
+    outputs: tuple[int, int] = (1, 1)
+    # input dtypes the float reference accepts (integer ops come with quantization)
+    dtypes: tuple[str, ...] = ("f32",)
+    # ops whose `layout` attribute says how their 4-D input is laid out
+    layout_sensitive: bool = False
+    doc: str = field(default="")
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def op(
+    name: str,
+    *,
+    attrs: dict[str, AttrSpec] | None = None,
+    inputs: tuple[int, int] = (1, 1),
+    outputs: tuple[int, int] = (1, 1),
+    infer: InferFn,
+    dtypes: Sequence[str] = ("f32",),
+    layout_sensitive: bool = False,
+) -> Callable[[RunFn], RunFn]:
+    """Register the decorated float reference together with the op's schema and inference."""
+
+    def register(run: RunFn) -> RunFn:
+        if name in _REGISTRY:
+            raise RuntimeError(f"op {name!r} defined twice")
+        specs = dict(attrs or {})
+        if layout_sensitive:
+            specs.setdefault("layout", AttrSpec("str", "NHWC", ("NCHW", "NHWC")))
+        _REGISTRY[name] = OpDef(
+            name,
+            specs,
+            inputs,
+            infer,
+            run,
+            outputs,
+            tuple(dtypes),
+            layout_sensitive,
+            (run.__doc__ or "").strip(),
+        )
+        return run
+
+    return register
+
+
+def get_op(name: str) -> OpDef:
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise IRError(f"unknown IR op {name!r}") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load()
+    return dict(_REGISTRY)
+
+
+def _load() -> None:
+    import compiler.ir.ops  # noqa: F401  (registers every op)
+
+
+def _coerce(opname: str, key: str, spec: AttrSpec, value: object) -> object:
+    bad = IRError(f"{opname}: attribute {key}={value!r} is not of kind {spec.kind}")
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise bad
+        value = int(value)
+    elif spec.kind == "float":
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise bad
+        value = float(value)
+    elif spec.kind == "str":
+        if not isinstance(value, str):
+            raise bad
+    elif spec.kind == "ints":
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+        ):
+            raise bad
+        value = [int(v) for v in value]
+    elif spec.kind == "floats":
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float, np.integer, np.floating)) for v in value
+        ):
+            raise bad
+        value = [float(v) for v in value]
+    if spec.choices is not None and value not in spec.choices:
+        raise IRError(f"{opname}: attribute {key}={value!r} not one of {list(spec.choices)}")
+    return value
+
+
+def check_attrs(opname: str, attrs: dict[str, object]) -> dict[str, object]:
+    """Validate attributes against the schema, coerce their kinds, fill defaults."""
+    d = get_op(opname)
+    unknown = set(attrs) - set(d.attrs)
+    if unknown:
+        raise IRError(f"{opname}: unknown attribute(s) {sorted(unknown)}")
+    out: dict[str, object] = {}
+    for key, spec in d.attrs.items():
+        if key in attrs:
+            out[key] = _coerce(opname, key, spec, attrs[key])
+        elif spec.default is REQUIRED:
+            raise IRError(f"{opname}: missing attribute {key!r}")
+        elif spec.default is not None:
+            out[key] = list(spec.default) if isinstance(spec.default, list) else spec.default
+    return out
+
+
+def make_node(
+    opname: str, inputs: list[str], outputs: list[str], name: str = "", **attrs: object
+) -> Node:
+    return Node(opname, list(inputs), list(outputs), check_attrs(opname, attrs), name)

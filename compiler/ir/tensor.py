@@ -80,6 +80,6 @@ class Tensor:
 
 
 def const_tensor(name: str, data: np.ndarray, layout: str | None = None) -> Tensor:
-    data = np.ascontiguousarray(data)
+    data = np.array(data, order="C")  # not ascontiguousarray: that turns 0-d into 1-d
     data.setflags(write=False)
     return Tensor(name, tuple(int(d) for d in data.shape), dtype_of(data), layout, data)

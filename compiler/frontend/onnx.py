@@ -1,0 +1,232 @@
+"""ONNX importer: a faithful float Graph (NCHW, shape glue kept) from what torch.onnx exports.
+
+Shapes are static after import: a dynamic batch becomes 1, other dynamic dims need
+`--input-shape`. Values that only shape glue computes (Shape → Gather → Concat → Reshape) are
+propagated at import so every tensor gets its static shape; canonicalize then folds the glue.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compiler.errors import IRError, ModelError, UsageError
+from compiler.frontend.onnx_ops import HANDLERS, ONNX_DTYPES
+from compiler.ir.graph import Graph
+from compiler.ir.registry import TType, get_op, make_node
+from compiler.ir.tensor import Tensor, const_tensor
+
+OPSETS = range(11, 22)
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def parse_input_shapes(spec: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """`--input-shape x=1,3,64,64` (name optional for a single-input model)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in spec or []:
+        name, _, dims = item.rpartition("=")
+        try:
+            out[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d)
+        except ValueError:
+            raise UsageError(f"--input-shape {item!r}: expected NAME=1,3,64,64") from None
+    return out
+
+
+def _graph_name(path: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "model"
+    return name if not name[0].isdigit() else "m_" + name
+
+
+def _array(init: onnx.TensorProto) -> np.ndarray:
+    a = numpy_helper.to_array(init)
+    if a.dtype in (np.float64, np.float16):
+        a = a.astype(np.float32)
+    return a
+
+
+class Importer:
+    """Builds the Graph node by node; handlers in onnx_ops call back into it."""
+
+    def __init__(self, model: onnx.ModelProto, path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.path = path
+        self.model = model
+        self.opset = next(
+            (o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), 0
+        )
+        self.graph = Graph(_graph_name(path), [], [], {}, [], {"source_layout": "NCHW"})
+        self.values: dict[str, np.ndarray] = {}  # propagated values of non-constant glue tensors
+        self.uses = Counter(i for n in model.graph.node for i in n.input)
+        self.uses.update(o.name for o in model.graph.output)
+        self.shapes = shapes
+        self._node: onnx.NodeProto | None = None
+        self._emitted = 0
+
+    # --- services for handlers -----------------------------------------------------------------
+    def fail(self, node: onnx.NodeProto, msg: str, hint: str | None = None) -> NoReturn:
+        raise ModelError(f"{self.path}: node {node.name!r} ({node.op_type}) {msg}", hint)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.tensors[name].shape
+
+    def value(self, name: str) -> np.ndarray | None:
+        t = self.graph.tensors.get(name)
+        if t is not None and t.data is not None:
+            return t.data
+        return self.values.get(name)
+
+    def is_initializer(self, name: str) -> bool:
+        t = self.graph.tensors.get(name)
+        return t is not None and t.is_const
+
+    def is_used(self, name: str) -> bool:
+        return self.uses[name] > 0
+
+    def tmp(self, node: onnx.NodeProto, suffix: str) -> str:
+        return self.graph.fresh_name(f"{node.output[0]}/{suffix}")
+
+    def const(self, node: onnx.NodeProto, suffix: str, array: np.ndarray) -> str:
+        name = self.graph.fresh_name(f"{node.name or node.output[0]}/{suffix}")
+        self.add_constant(name, array)
+        return name
+
+    def add_constant(self, name: str, array: np.ndarray) -> None:
+        if array.dtype in (np.float64, np.float16):
+            array = array.astype(np.float32)
+        try:
+            self.graph.tensors[name] = const_tensor(name, array)
+        except TypeError:
+            raise ModelError(f"{self.path}: constant {name!r} has unsupported dtype {array.dtype}") from None
+
+    def emit(self, node: onnx.NodeProto, opname: str, inputs: list[str], outputs: list[str], **attrs: object) -> None:
+        """Add one IR node for `node`, inferring its outputs' shapes and propagating values."""
+        label = node.name or f"{node.op_type}_{self._emitted}"
+        if self._node is node:
+            label = f"{label}:{opname}"
+        self._node = node
+        self._emitted += 1
+        try:
+            n = make_node(opname, inputs, outputs, label, **attrs)
+            d = get_op(opname)
+            ins = [self.graph.tensors[i] for i in inputs]
+            types = [TType(t.shape, t.dtype) for t in ins]
+            vals = [self.value(i) for i in inputs]
+            inferred = d.infer(n, types, vals)
+        except IRError as e:
+            self.fail(node, e.message)
+        known: list[np.ndarray] | None = None
+        if opname == "shape":
+            known = d.run(n, [np.broadcast_to(np.float32(0), ins[0].shape)])
+        elif all(v is not None for v in vals) and ins:
+            known = d.run(n, vals)  # type: ignore[arg-type]
+        if inferred is None:
+            if known is None:
+                self.fail(node, "has an output shape that depends on run-time values",
+                          "give static input shapes with --input-shape")
+            inferred = [TType(tuple(k.shape), self._dtype(k)) for k in known]
+        for k, (o, tt) in enumerate(zip(outputs, inferred)):
+            layout = "NCHW" if len(tt.shape) == 4 and tt.dtype == "f32" else None
+            self.graph.tensors[o] = Tensor(o, tt.shape, tt.dtype, layout)
+            if known is not None:
+                self.values[o] = known[k]
+        self.graph.nodes.append(n)
+
+    @staticmethod
+    def _dtype(a: np.ndarray) -> str:
+        return {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}.get(a.dtype, "f32")
+
+    # --- the import ----------------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.model.graph
+        for init in g.initializer:
+            self.add_constant(init.name, _array(init))
+        for vi in g.input:
+            if vi.name in self.graph.tensors:
+                continue  # an initializer listed as input (old exporters)
+            self._add_input(vi)
+        for node in g.node:
+            if node.domain not in STANDARD_DOMAINS:
+                raise ModelError(
+                    f"{self.path}: node {node.name!r} ({node.domain}::{node.op_type}) is a custom op "
+                    f"of domain {node.domain!r}, which tvc does not know",
+                    "tvc imports standard ONNX ops; replace the custom layer before export",
+                )
+            handler = HANDLERS.get(node.op_type)
+            if handler is None:
+                raise ModelError(
+                    f"{self.path}: node {node.name!r} ({node.op_type}) is not supported by tvc",
+                    "supported ONNX ops: " + ", ".join(sorted(HANDLERS)),
+                )
+            handler(self, node)
+        for vo in g.output:
+            if vo.name not in self.graph.tensors:
+                raise ModelError(f"{self.path}: graph output {vo.name!r} is never computed")
+            if vo.name in self.graph.inputs or self.graph.tensors[vo.name].is_const:
+                raise ModelError(f"{self.path}: graph output {vo.name!r} is an input or constant")
+            self.graph.outputs.append(vo.name)
+        self.graph.prune_tensors()
+        return self.graph
+
+    def _add_input(self, vi: onnx.ValueInfoProto) -> None:
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type") or tt.elem_type != onnx.TensorProto.FLOAT:
+            kind = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "non-tensor"
+            raise ModelError(f"{self.path}: input {vi.name!r} is {kind}; tvc takes float32 inputs")
+        dims: list[int | str] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim
+        ]
+        given = self.shapes.get(vi.name) or (self.shapes.get("") if len(self.shapes) == 1 else None)
+        if given is not None:
+            if len(given) != len(dims):
+                raise UsageError(f"--input-shape for {vi.name!r} has rank {len(given)}, model has {len(dims)}")
+            shape = given
+        else:
+            if dims and not isinstance(dims[0], int) or (dims and dims[0] == 0):
+                dims[0] = 1  # dynamic batch: tvc compiles for one sample
+            bad = [(k, d) for k, d in enumerate(dims) if not isinstance(d, int) or d <= 0]
+            if bad:
+                k, d = bad[0]
+                example = ",".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in dims)
+                raise ModelError(
+                    f"{self.path}: input {vi.name!r} has a dynamic dimension {d!r} at axis {k}",
+                    f"give a static shape: --input-shape {vi.name}={example}",
+                )
+            shape = tuple(int(d) for d in dims)
+        layout = "NCHW" if len(shape) == 4 else None
+        self.graph.tensors[vi.name] = Tensor(vi.name, tuple(shape), ONNX_DTYPES[tt.elem_type], layout)
+        self.graph.inputs.append(vi.name)
+
+
+def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """Import an ONNX file; every failure is a ModelError naming file, node and op."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf raises several types for truncated/garbage files
+        raise ModelError(
+            f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'parse failed'})",
+            "check that the file was copied completely, or re-export it with torch.onnx.export",
+        ) from None
+    if not model.graph.node or not model.opset_import:
+        raise ModelError(
+            f"{path}: not an ONNX model (no graph nodes or opset)",
+            "check that the file was copied completely, or re-export it with torch.onnx.export",
+        )
+    opset = next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), None)
+    if opset not in OPSETS:
+        raise ModelError(
+            f"{path}: ONNX opset {opset} is not supported (tvc supports opsets {OPSETS.start}-{OPSETS.stop - 1})",
+            "re-export with torch.onnx.export(..., opset_version=17)",
+        )
+    if model.functions:
+        from onnx import inliner
+
+        model = inliner.inline_local_functions(model)
+    return Importer(model, path, input_shapes or {}).run()

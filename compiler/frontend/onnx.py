@@ -149,7 +149,7 @@ class Importer:
             if vi.name in self.graph.tensors:
                 continue  # an initializer listed as input (old exporters)
             self._add_input(vi)
-        for node in g.node:
+        for node in self._sorted(g):
             if node.domain not in STANDARD_DOMAINS:
                 raise ModelError(
                     f"{self.path}: node {node.name!r} ({node.domain}::{node.op_type}) is a custom op "
@@ -171,6 +171,28 @@ class Importer:
             self.graph.outputs.append(vo.name)
         self.graph.prune_tensors()
         return self.graph
+
+    def _sorted(self, g: onnx.GraphProto) -> list[onnx.NodeProto]:
+        """Nodes in dependency order (the spec requires it; hand-made files sometimes break it)."""
+        ready = set(self.graph.tensors) | {""}
+        pending = list(g.node)
+        order: list[onnx.NodeProto] = []
+        while pending:
+            rest = [n for n in pending if not all(i in ready for i in n.input)]
+            if len(rest) == len(pending):
+                n = rest[0]
+                missing = next(i for i in n.input if i not in ready)
+                raise ModelError(
+                    f"{self.path}: node {n.name!r} ({n.op_type}) reads {missing!r}, which no node, "
+                    "input or initializer defines (or a cycle does)"
+                )
+            waiting = {id(n) for n in rest}
+            for n in pending:
+                if id(n) not in waiting:
+                    order.append(n)
+                    ready.update(n.output)
+            pending = rest
+        return order
 
     def _add_input(self, vi: onnx.ValueInfoProto) -> None:
         tt = vi.type.tensor_type

@@ -67,7 +67,7 @@ def _attrs(node: Node) -> str:
 
 def _const_value(t: Tensor, full: bool) -> str:
     assert t.data is not None
-    if t.numel <= SMALL_CONST:
+    if t.numel <= (SMALL_CONST if full else 4):
         flat = t.data.reshape(-1)
         if t.dtype == "f32":
             return "[" + ", ".join(repr(float(x)) for x in flat) + "]"

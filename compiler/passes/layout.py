@@ -142,7 +142,9 @@ def _binary(rw: _Rewriter, n: Node) -> None:
     ins = []
     for i in n.inputs:
         t = rw.g.tensors[rw.name(i)]
-        if t.is_const and p != _ident(out_rank):
+        if t.is_const and p == _ident(out_rank):
+            ins.append(rw.name(i))  # broadcasts as it did
+        elif t.is_const:
             assert t.data is not None
             d = t.data.reshape((1,) * (out_rank - t.data.ndim) + t.data.shape)
             ins.append(rw.g.add_const(f"{i}/t", const_tensor(i, d.transpose(p))))

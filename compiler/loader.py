@@ -1,0 +1,25 @@
+"""Open whatever the user hands `tvc`: an ONNX file or IR text, by content, not by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compiler.errors import UsageError
+from compiler.ir.graph import Graph
+
+
+def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a model file (.onnx or IR text)")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.lstrip().startswith(b"graph "):
+        from compiler.ir.text import parse_graph
+
+        return parse_graph(path.read_text(), str(path))
+    from compiler.frontend.onnx import load_onnx
+
+    return load_onnx(path, input_shapes)

@@ -1,0 +1,52 @@
+"""Arrays in and out of `tvc run`, in the model's own terms (NCHW for PyTorch models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compiler.errors import UsageError
+from compiler.ir.graph import Graph
+from compiler.passes.layout import layout_boundary
+
+
+def read_inputs(graph: Graph, path: str | Path) -> dict[str, np.ndarray]:
+    """`.npy` for a single-input model, `.npz` keyed by input name for any model."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise UsageError(f"{path}: not a .npy/.npz array file ({e})") from None
+    if isinstance(data, np.ndarray):
+        if len(graph.inputs) != 1:
+            raise UsageError(f"{path}: model has inputs {graph.inputs}; pass an .npz keyed by name")
+        return {graph.inputs[0]: data}
+    arrays = {k: data[k] for k in data.files}
+    missing = [i for i in graph.inputs if i not in arrays]
+    if missing:
+        raise UsageError(f"{path}: no array for input(s) {missing} (has {sorted(arrays)})")
+    return {i: arrays[i] for i in graph.inputs}
+
+
+def to_graph_layout(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    perms = layout_boundary(graph)
+    return {k: (np.ascontiguousarray(v.transpose(perms[k])) if k in perms and v.ndim == 4 else v) for k, v in feeds.items()}
+
+
+def from_graph_layout(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    perms = layout_boundary(graph)
+    back = {k: tuple(int(i) for i in np.argsort(p)) for k, p in perms.items()}
+    return {k: (np.ascontiguousarray(v.transpose(back[k])) if k in back else v) for k, v in outs.items()}
+
+
+def write_outputs(path: str | Path, outs: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    if path.suffix == ".npz" or len(outs) > 1:
+        if path.suffix != ".npz":
+            raise UsageError(f"{path}: the model has {len(outs)} outputs; write them to an .npz")
+        np.savez(path, **outs)
+    else:
+        np.save(path, next(iter(outs.values())))

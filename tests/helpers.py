@@ -1,0 +1,31 @@
+"""Oracles and comparisons the tests share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from compiler.ir.graph import Graph
+from compiler.ir.interpreter import run_graph
+from compiler.runio import from_graph_layout, to_graph_layout
+
+
+def ort_run(path: Path | str | bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    src = path if isinstance(path, bytes) else str(path)
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def tvc_float(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run the graph with model-layout arrays in and out, as `tvc run` does."""
+    outs = from_graph_layout(graph, run_graph(graph, to_graph_layout(graph, feeds)))
+    return [outs[o] for o in graph.outputs]
+
+
+def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Max abs difference relative to the reference output's max magnitude."""
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    scale = max(float(np.abs(ref).max()), 1e-30)
+    return float(np.abs(ours.astype(np.float64) - ref).max() / scale)

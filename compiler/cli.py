@@ -28,17 +28,31 @@ def _parser() -> argparse.ArgumentParser:
 
     ir = sub.add_parser("ir", help="print the IR of a model after a compiler stage")
     ir.add_argument("model", help="model file (.onnx, or IR text)")
-    ir.add_argument("--after", default=STAGES[-1], choices=STAGES, help="stage to stop after (default: %(default)s)")
+    ir.add_argument(
+        "--after",
+        default=STAGES[-1],
+        choices=STAGES,
+        help="stage to stop after (default: %(default)s)",
+    )
     ir.add_argument("--full", action="store_true", help="print all constant data (parseable back)")
     ir.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     ir.add_argument("-o", "--output", type=Path, help="write to a file instead of stdout")
 
     run = sub.add_parser("run", help="run a model on input arrays (in the model's own layout)")
     run.add_argument("model", help="model file (.onnx, or IR text)")
-    run.add_argument("--input", required=True, type=Path, help=".npy (one input) or .npz by input name")
+    run.add_argument(
+        "--input", required=True, type=Path, help=".npy (one input) or .npz by input name"
+    )
     run.add_argument("--output", type=Path, help="write outputs: .npy (one output) or .npz")
-    run.add_argument("--engine", default="float", choices=("float",), help="who computes (default: %(default)s)")
-    run.add_argument("--after", default=STAGES[-1], choices=STAGES, help="run the graph as it is after this stage")
+    run.add_argument(
+        "--engine", default="float", choices=("float",), help="who computes (default: %(default)s)"
+    )
+    run.add_argument(
+        "--after",
+        default=STAGES[-1],
+        choices=STAGES,
+        help="run the graph as it is after this stage",
+    )
     run.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     return p
 
@@ -80,7 +94,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         table.add_column(col)
     for k, v in outs.items():
         flat = v.reshape(-1)
-        table.add_row(k, str(list(v.shape)), f"{flat.min():.5g}", f"{flat.max():.5g}", str(int(np.argmax(flat))))
+        table.add_row(
+            k,
+            str(list(v.shape)),
+            f"{flat.min():.5g}",
+            f"{flat.max():.5g}",
+            str(int(np.argmax(flat))),
+        )
     Console().print(table)
     return 0
 
@@ -105,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         else:
             print(f"tvc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-            print("  this is a bug in tvc; rerun with --debug for the traceback and report it", file=sys.stderr)
+            print(
+                "  this is a bug in tvc; rerun with --debug for the traceback and report it",
+                file=sys.stderr,
+            )
         return EXIT_INTERNAL
 
 

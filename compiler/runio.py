@@ -31,15 +31,32 @@ def read_inputs(graph: Graph, path: str | Path) -> dict[str, np.ndarray]:
     return {i: arrays[i] for i in graph.inputs}
 
 
+def model_shape(graph: Graph, name: str) -> tuple[int, ...]:
+    """A graph I/O tensor's shape as the user's framework sees it (NCHW for PyTorch)."""
+    shape = graph.tensors[name].shape
+    perm = layout_boundary(graph).get(name)
+    return shape if perm is None else tuple(shape[int(i)] for i in np.argsort(perm))
+
+
 def to_graph_layout(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check inputs in the model's own terms, then lay them out as the graph wants."""
+    for k, v in feeds.items():
+        want = model_shape(graph, k)
+        if tuple(np.shape(v)) != want:
+            raise UsageError(f"input {k!r} has shape {list(np.shape(v))}, model wants {list(want)}")
     perms = layout_boundary(graph)
-    return {k: (np.ascontiguousarray(v.transpose(perms[k])) if k in perms and v.ndim == 4 else v) for k, v in feeds.items()}
+    return {
+        k: (np.ascontiguousarray(v.transpose(perms[k])) if k in perms and v.ndim == 4 else v)
+        for k, v in feeds.items()
+    }
 
 
 def from_graph_layout(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     perms = layout_boundary(graph)
     back = {k: tuple(int(i) for i in np.argsort(p)) for k, p in perms.items()}
-    return {k: (np.ascontiguousarray(v.transpose(back[k])) if k in back else v) for k, v in outs.items()}
+    return {
+        k: (np.ascontiguousarray(v.transpose(back[k])) if k in back else v) for k, v in outs.items()
+    }
 
 
 def write_outputs(path: str | Path, outs: dict[str, np.ndarray]) -> None:

@@ -24,7 +24,9 @@ def model(
         [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
     )
-    imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (domains or {}).items()]
+    imports = [helper.make_opsetid("", opset)] + [
+        helper.make_opsetid(d, v) for d, v in (domains or {}).items()
+    ]
     m = helper.make_model(g, opset_imports=imports)
     m.ir_version = 8
     return m

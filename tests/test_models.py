@@ -34,7 +34,7 @@ def test_float_matches_onnxruntime_at_every_stage(exported, name: str, exporter:
         for x in _inputs(graph.tensors["x"].shape):
             refs = ort_run(path, {"x": x})
             ours = tvc_float(g, {"x": x})
-            for o, r in zip(ours, refs):
+            for o, r in zip(ours, refs, strict=True):
                 assert rel_err(o, r) <= 1e-4, f"{stage}: {rel_err(o, r)}"
 
 
@@ -56,8 +56,6 @@ def test_canonicalize_and_layout_leave_only_compute(exported, name: str, exporte
         assert before["batch_norm"] > 0
         if name in ("shufflenet_v2", "detector"):
             assert before["shape"] > 0 and before["gather"] > 0
-        if name == "resnet9_flatten":
-            assert before["dropout"] == 1
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -107,5 +105,5 @@ def test_older_opsets(exported, name: str, opset: int) -> None:
     g = run_passes(graph, "layout")
     assert "transpose" not in g.ops()
     (x,) = _inputs(graph.tensors["x"].shape, 1)
-    for o, r in zip(tvc_float(g, {"x": x}), ort_run(path, {"x": x})):
+    for o, r in zip(tvc_float(g, {"x": x}), ort_run(path, {"x": x}), strict=True):
         assert rel_err(o, r) <= 1e-4

@@ -28,7 +28,10 @@ class MaskCNN(nn.Module):
         chans = [(8, 16, 2), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 2)]
         layers: list[nn.Module] = [conv_bn(3, 8, 3, 2)]
         for cin, cout, s in chans:
-            layers += [conv_bn(cin, cin, 3, s, groups=cin, act="relu6"), conv_bn(cin, cout, 1, act="relu6")]
+            layers += [
+                conv_bn(cin, cin, 3, s, groups=cin, act="relu6"),
+                conv_bn(cin, cout, 1, act="relu6"),
+            ]
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(64, 3)
 
@@ -44,7 +47,7 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     model.train()
-    for epoch in range(6):
+    for _epoch in range(6):
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
             idx = perm[i : i + 64]

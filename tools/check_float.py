@@ -18,8 +18,11 @@ def main(model: str, inp: str, ours_path: str) -> int:
     ours = np.load(ours_path)
     err = float(np.abs(ours - ref).max() / max(float(np.abs(ref).max()), 1e-30))
     ok = err <= 1e-4
-    print(f"onnxruntime vs tvc float engine: max |diff| / max |ref| = {err:.2e} "
-          f"({'OK' if ok else 'MISMATCH'}, tolerance 1e-4); top-1 {int(ref.argmax())} vs {int(ours.argmax())}")
+    print(
+        f"onnxruntime vs tvc float engine: max |diff| / max |ref| = {err:.2e} "
+        f"({'OK' if ok else 'MISMATCH'}, tolerance 1e-4); "
+        f"top-1 {int(ref.argmax())} vs {int(ours.argmax())}"
+    )
     return 0 if ok else 5
 
 

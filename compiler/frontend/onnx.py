@@ -53,7 +53,9 @@ def _array(init: onnx.TensorProto) -> np.ndarray:
 class Importer:
     """Builds the Graph node by node; handlers in onnx_ops call back into it."""
 
-    def __init__(self, model: onnx.ModelProto, path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, path: Path, shapes: dict[str, tuple[int, ...]]
+    ) -> None:
         self.path = path
         self.model = model
         self.opset = next(
@@ -101,9 +103,18 @@ class Importer:
         try:
             self.graph.tensors[name] = const_tensor(name, array)
         except TypeError:
-            raise ModelError(f"{self.path}: constant {name!r} has unsupported dtype {array.dtype}") from None
+            raise ModelError(
+                f"{self.path}: constant {name!r} has unsupported dtype {array.dtype}"
+            ) from None
 
-    def emit(self, node: onnx.NodeProto, opname: str, inputs: list[str], outputs: list[str], **attrs: object) -> None:
+    def emit(
+        self,
+        node: onnx.NodeProto,
+        opname: str,
+        inputs: list[str],
+        outputs: list[str],
+        **attrs: object,
+    ) -> None:
         """Add one IR node for `node`, inferring its outputs' shapes and propagating values."""
         label = node.name or f"{node.op_type}_{self._emitted}"
         if self._node is node:
@@ -126,10 +137,13 @@ class Importer:
             known = d.run(n, vals)  # type: ignore[arg-type]
         if inferred is None:
             if known is None:
-                self.fail(node, "has an output shape that depends on run-time values",
-                          "give static input shapes with --input-shape")
+                self.fail(
+                    node,
+                    "has an output shape that depends on run-time values",
+                    "give static input shapes with --input-shape",
+                )
             inferred = [TType(tuple(k.shape), self._dtype(k)) for k in known]
-        for k, (o, tt) in enumerate(zip(outputs, inferred)):
+        for k, (o, tt) in enumerate(zip(outputs, inferred, strict=True)):
             layout = "NCHW" if len(tt.shape) == 4 and tt.dtype == "f32" else None
             self.graph.tensors[o] = Tensor(o, tt.shape, tt.dtype, layout)
             if known is not None:
@@ -138,7 +152,11 @@ class Importer:
 
     @staticmethod
     def _dtype(a: np.ndarray) -> str:
-        return {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}.get(a.dtype, "f32")
+        return {
+            np.dtype(np.float32): "f32",
+            np.dtype(np.int64): "i64",
+            np.dtype(np.int32): "i32",
+        }.get(a.dtype, "f32")
 
     # --- the import ----------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -152,8 +170,8 @@ class Importer:
         for node in self._sorted(g):
             if node.domain not in STANDARD_DOMAINS:
                 raise ModelError(
-                    f"{self.path}: node {node.name!r} ({node.domain}::{node.op_type}) is a custom op "
-                    f"of domain {node.domain!r}, which tvc does not know",
+                    f"{self.path}: node {node.name!r} ({node.domain}::{node.op_type}) is a "
+                    f"custom op of domain {node.domain!r}, which tvc does not know",
                     "tvc imports standard ONNX ops; replace the custom layer before export",
                 )
             handler = HANDLERS.get(node.op_type)
@@ -205,7 +223,9 @@ class Importer:
         given = self.shapes.get(vi.name) or (self.shapes.get("") if len(self.shapes) == 1 else None)
         if given is not None:
             if len(given) != len(dims):
-                raise UsageError(f"--input-shape for {vi.name!r} has rank {len(given)}, model has {len(dims)}")
+                raise UsageError(
+                    f"--input-shape for {vi.name!r} has rank {len(given)}, model has {len(dims)}"
+                )
             shape = given
         else:
             if dims and not isinstance(dims[0], int) or (dims and dims[0] == 0):
@@ -220,7 +240,9 @@ class Importer:
                 )
             shape = tuple(int(d) for d in dims)
         layout = "NCHW" if len(shape) == 4 else None
-        self.graph.tensors[vi.name] = Tensor(vi.name, tuple(shape), ONNX_DTYPES[tt.elem_type], layout)
+        self.graph.tensors[vi.name] = Tensor(
+            vi.name, tuple(shape), ONNX_DTYPES[tt.elem_type], layout
+        )
         self.graph.inputs.append(vi.name)
 
 
@@ -232,8 +254,9 @@ def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None 
     try:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf raises several types for truncated/garbage files
+        why = (str(e).splitlines() or ["parse failed"])[0][:120]
         raise ModelError(
-            f"{path}: not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'parse failed'})",
+            f"{path}: not a valid ONNX model ({type(e).__name__}: {why})",
             "check that the file was copied completely, or re-export it with torch.onnx.export",
         ) from None
     if not model.graph.node or not model.opset_import:
@@ -244,7 +267,8 @@ def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None 
     opset = next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), None)
     if opset not in OPSETS:
         raise ModelError(
-            f"{path}: ONNX opset {opset} is not supported (tvc supports opsets {OPSETS.start}-{OPSETS.stop - 1})",
+            f"{path}: ONNX opset {opset} is not supported "
+            f"(tvc supports opsets {OPSETS.start}-{OPSETS.stop - 1})",
             "re-export with torch.onnx.export(..., opset_version=17)",
         )
     if model.functions:

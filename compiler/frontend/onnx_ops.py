@@ -46,8 +46,15 @@ def attrs_of(node: onnx.NodeProto) -> dict[str, object]:
     return out
 
 
-def _spatial_pads(imp: Importer, node: onnx.NodeProto, a: dict[str, object], in_hw: tuple[int, int],
-                  kernel: list[int], stride: list[int], dilation: list[int]) -> list[int]:
+def _spatial_pads(
+    imp: Importer,
+    node: onnx.NodeProto,
+    a: dict[str, object],
+    in_hw: tuple[int, int],
+    kernel: list[int],
+    stride: list[int],
+    dilation: list[int],
+) -> list[int]:
     """Explicit [top, left, bottom, right] from pads or auto_pad."""
     auto = str(a.get("auto_pad", "NOTSET"))
     if auto in ("NOTSET", ""):
@@ -69,8 +76,11 @@ def _spatial_pads(imp: Importer, node: onnx.NodeProto, a: dict[str, object], in_
 def _need4d(imp: Importer, node: onnx.NodeProto, name: str) -> tuple[int, ...]:
     shape = imp.shape(name)
     if len(shape) != 4:
-        imp.fail(node, f"supports 2-D spatial data (4-D NCHW input) only; got shape {list(shape)}",
-                 "reshape 1-D signals to N,C,1,L before export")
+        imp.fail(
+            node,
+            f"supports 2-D spatial data (4-D NCHW input) only; got shape {list(shape)}",
+            "reshape 1-D signals to N,C,1,L before export",
+        )
     return shape
 
 
@@ -87,8 +97,18 @@ def _conv(imp: Importer, node: onnx.NodeProto) -> None:
     dilation = list(a.get("dilations", [1, 1]))  # type: ignore[call-overload]
     pads = _spatial_pads(imp, node, a, (shape[2], shape[3]), kernel, stride, dilation)
     ins = [x, w] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
-    imp.emit(node, "conv2d", ins, [node.output[0]], kernel=kernel, stride=stride, pad=pads,
-             dilation=dilation, groups=int(a.get("group", 1)), layout="NCHW")  # type: ignore[call-overload]
+    imp.emit(
+        node,
+        "conv2d",
+        ins,
+        [node.output[0]],
+        kernel=kernel,
+        stride=stride,
+        pad=pads,
+        dilation=dilation,
+        groups=int(a.get("group", 1)),
+        layout="NCHW",
+    )  # type: ignore[call-overload]
 
 
 @handles("MaxPool", "AveragePool")
@@ -102,14 +122,22 @@ def _pool(imp: Importer, node: onnx.NodeProto) -> None:
     stride = list(a.get("strides", [1, 1]))  # type: ignore[call-overload]
     dilation = list(a.get("dilations", [1, 1]))  # type: ignore[call-overload]
     pads = _spatial_pads(imp, node, a, (shape[2], shape[3]), kernel, stride, dilation)
-    common = dict(kernel=kernel, stride=stride, pad=pads, ceil_mode=int(a.get("ceil_mode", 0)), layout="NCHW")  # type: ignore[call-overload]
+    common = dict(
+        kernel=kernel, stride=stride, pad=pads, ceil_mode=int(a.get("ceil_mode", 0)), layout="NCHW"
+    )  # type: ignore[call-overload]
     if node.op_type == "MaxPool":
         imp.emit(node, "max_pool2d", [x], [node.output[0]], dilation=dilation, **common)
     else:
         if dilation != [1, 1]:
             imp.fail(node, "with dilations is not supported")
-        imp.emit(node, "avg_pool2d", [x], [node.output[0]],
-                 count_include_pad=int(a.get("count_include_pad", 0)), **common)  # type: ignore[call-overload]
+        imp.emit(
+            node,
+            "avg_pool2d",
+            [x],
+            [node.output[0]],
+            count_include_pad=int(a.get("count_include_pad", 0)),
+            **common,
+        )  # type: ignore[call-overload]
 
 
 @handles("GlobalAveragePool")
@@ -121,7 +149,15 @@ def _gap(imp: Importer, node: onnx.NodeProto) -> None:
 @handles("GlobalMaxPool")
 def _gmp(imp: Importer, node: onnx.NodeProto) -> None:
     n, c, h, w = _need4d(imp, node, node.input[0])
-    imp.emit(node, "max_pool2d", [node.input[0]], [node.output[0]], kernel=[h, w], stride=[h, w], layout="NCHW")
+    imp.emit(
+        node,
+        "max_pool2d",
+        [node.input[0]],
+        [node.output[0]],
+        kernel=[h, w],
+        stride=[h, w],
+        layout="NCHW",
+    )
 
 
 @handles("Gemm")
@@ -142,7 +178,13 @@ def _gemm(imp: Importer, node: onnx.NodeProto) -> None:
     cv = imp.value(c) if c else None
     n_out = w.shape[0]
     if c and cv is not None and cv.size in (1, n_out):
-        ins.append(imp.const(node, "bias", np.broadcast_to(cv.reshape(-1) * np.float32(beta), (n_out,)).astype(np.float32)))
+        ins.append(
+            imp.const(
+                node,
+                "bias",
+                np.broadcast_to(cv.reshape(-1) * np.float32(beta), (n_out,)).astype(np.float32),
+            )
+        )
         c = None
     if c is None:
         imp.emit(node, "dense", ins, [node.output[0]])
@@ -171,12 +213,23 @@ def _bn(imp: Importer, node: onnx.NodeProto) -> None:
     a = attrs_of(node)
     if a.get("training_mode", 0) or any(o and imp.is_used(o) for o in node.output[1:]):
         imp.fail(node, "is in training mode", "export with model.eval()")
-    imp.emit(node, "batch_norm", list(node.input[:5]), [node.output[0]],
-             epsilon=float(a.get("epsilon", 1e-5)), layout="NCHW")  # type: ignore[arg-type]
+    imp.emit(
+        node,
+        "batch_norm",
+        list(node.input[:5]),
+        [node.output[0]],
+        epsilon=float(a.get("epsilon", 1e-5)),
+        layout="NCHW",
+    )  # type: ignore[arg-type]
 
 
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
-          "Identity": "identity"}
+_UNARY = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "HardSwish": "hard_swish",
+    "Identity": "identity",
+}
 
 
 @handles(*_UNARY)
@@ -193,14 +246,26 @@ def _dropout(imp: Importer, node: onnx.NodeProto) -> None:
 
 @handles("LeakyRelu")
 def _leaky(imp: Importer, node: onnx.NodeProto) -> None:
-    imp.emit(node, "leaky_relu", [node.input[0]], [node.output[0]], alpha=float(attrs_of(node).get("alpha", 0.01)))  # type: ignore[arg-type]
+    imp.emit(
+        node,
+        "leaky_relu",
+        [node.input[0]],
+        [node.output[0]],
+        alpha=float(attrs_of(node).get("alpha", 0.01)),
+    )  # type: ignore[arg-type]
 
 
 @handles("HardSigmoid")
 def _hsig(imp: Importer, node: onnx.NodeProto) -> None:
     a = attrs_of(node)
-    imp.emit(node, "hard_sigmoid", [node.input[0]], [node.output[0]],
-             alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)))  # type: ignore[arg-type]
+    imp.emit(
+        node,
+        "hard_sigmoid",
+        [node.input[0]],
+        [node.output[0]],
+        alpha=float(a.get("alpha", 0.2)),
+        beta=float(a.get("beta", 0.5)),
+    )  # type: ignore[arg-type]
 
 
 @handles("Clip")
@@ -232,7 +297,9 @@ def _softmax(imp: Importer, node: onnx.NodeProto) -> None:
     a = attrs_of(node)
     rank = len(imp.shape(node.input[0]))
     if imp.opset >= 13:
-        imp.emit(node, "softmax", [node.input[0]], [node.output[0]], axis=int(a.get("axis", -1)) % rank)  # type: ignore[call-overload]
+        imp.emit(
+            node, "softmax", [node.input[0]], [node.output[0]], axis=int(a.get("axis", -1)) % rank
+        )  # type: ignore[call-overload]
         return
     axis = int(a.get("axis", 1)) % rank  # type: ignore[call-overload]
     if axis == rank - 1:
@@ -242,12 +309,20 @@ def _softmax(imp: Importer, node: onnx.NodeProto) -> None:
     shape = imp.shape(node.input[0])
     flat = imp.tmp(node, "flat")
     soft = imp.tmp(node, "soft")
-    imp.emit(node, "reshape", [node.input[0]], [flat], shape=[int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))])
+    imp.emit(
+        node,
+        "reshape",
+        [node.input[0]],
+        [flat],
+        shape=[int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))],
+    )
     imp.emit(node, "softmax", [flat], [soft], axis=1)
     imp.emit(node, "reshape", [soft], [node.output[0]], shape=list(shape))
 
 
-def _axes(imp: Importer, node: onnx.NodeProto, input_index: int, attr: str = "axes") -> list[int] | None:
+def _axes(
+    imp: Importer, node: onnx.NodeProto, input_index: int, attr: str = "axes"
+) -> list[int] | None:
     """Axes from the attribute (older opsets) or the optional input (newer), or None."""
     a = attrs_of(node)
     if attr in a:
@@ -270,8 +345,14 @@ def _reduce_mean(imp: Importer, node: onnx.NodeProto) -> None:
             imp.emit(node, "identity", [node.input[0]], [node.output[0]])
             return
         axes = list(range(rank))
-    imp.emit(node, "reduce_mean", [node.input[0]], [node.output[0]],
-             axes=sorted(x % rank for x in axes), keepdims=int(a.get("keepdims", 1)))  # type: ignore[call-overload]
+    imp.emit(
+        node,
+        "reduce_mean",
+        [node.input[0]],
+        [node.output[0]],
+        axes=sorted(x % rank for x in axes),
+        keepdims=int(a.get("keepdims", 1)),
+    )  # type: ignore[call-overload]
 
 
 def _static_reshape(imp: Importer, node: onnx.NodeProto, shape: list[int]) -> None:
@@ -289,7 +370,11 @@ def _flatten(imp: Importer, node: onnx.NodeProto) -> None:
 def _squeeze(imp: Importer, node: onnx.NodeProto) -> None:
     shape = imp.shape(node.input[0])
     axes = _axes(imp, node, 1)
-    axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else [x % len(shape) for x in axes]
+    axes = (
+        [i for i, d in enumerate(shape) if d == 1]
+        if axes is None
+        else [x % len(shape) for x in axes]
+    )
     _static_reshape(imp, node, [d for i, d in enumerate(shape) if i not in axes])
 
 
@@ -377,8 +462,16 @@ def _slice(imp: Importer, node: onnx.NodeProto) -> None:
         steps = steps if steps is not None else [1] * len(starts)  # type: ignore[arg-type]
     big = np.iinfo(np.int64)
     clamp = [int(min(max(e, big.min // 2), big.max // 2)) for e in ends]  # type: ignore[union-attr]
-    imp.emit(node, "slice", [node.input[0]], [node.output[0]], starts=starts, ends=clamp,
-             axes=[int(x) % len(shape) for x in axes], steps=steps)  # type: ignore[union-attr]
+    imp.emit(
+        node,
+        "slice",
+        [node.input[0]],
+        [node.output[0]],
+        starts=starts,
+        ends=clamp,
+        axes=[int(x) % len(shape) for x in axes],
+        steps=steps,
+    )  # type: ignore[union-attr]
 
 
 @handles("Pad")
@@ -409,7 +502,15 @@ def _pad(imp: Importer, node: onnx.NodeProto) -> None:
             pads = full
     if min(pads) < 0:
         imp.fail(node, "has negative pads (cropping)", "use Slice to crop")
-    imp.emit(node, "pad", [node.input[0]], [node.output[0]], pads=[int(p) for p in pads], mode=mode, value=value)
+    imp.emit(
+        node,
+        "pad",
+        [node.input[0]],
+        [node.output[0]],
+        pads=[int(p) for p in pads],
+        mode=mode,
+        value=value,
+    )
 
 
 @handles("Cast")
@@ -433,7 +534,13 @@ def _shape(imp: Importer, node: onnx.NodeProto) -> None:
 
 @handles("Gather")
 def _gather(imp: Importer, node: onnx.NodeProto) -> None:
-    imp.emit(node, "gather", [node.input[0], node.input[1]], [node.output[0]], axis=int(attrs_of(node).get("axis", 0)))  # type: ignore[call-overload]
+    imp.emit(
+        node,
+        "gather",
+        [node.input[0], node.input[1]],
+        [node.output[0]],
+        axis=int(attrs_of(node).get("axis", 0)),
+    )  # type: ignore[call-overload]
 
 
 @handles("ConstantOfShape")
@@ -443,8 +550,12 @@ def _const_of_shape(imp: Importer, node: onnx.NodeProto) -> None:
     if "value" in a:
         arr = numpy_helper.to_array(a["value"])  # type: ignore[arg-type]
         value = float(arr.reshape(-1)[0])
-        dtype = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32",
-                 np.dtype(np.bool_): "bool"}.get(arr.dtype, "f32")
+        dtype = {
+            np.dtype(np.float32): "f32",
+            np.dtype(np.int64): "i64",
+            np.dtype(np.int32): "i32",
+            np.dtype(np.bool_): "bool",
+        }.get(arr.dtype, "f32")
     imp.emit(node, "constant_of_shape", [node.input[0]], [node.output[0]], value=value, dtype=dtype)
 
 

@@ -21,7 +21,9 @@ def check_feeds(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndar
         t = graph.tensors[name]
         a = np.asarray(feeds[name])
         if tuple(a.shape) != t.shape:
-            raise UsageError(f"input {name!r} has shape {list(a.shape)}, model wants {list(t.shape)}")
+            raise UsageError(
+                f"input {name!r} has shape {list(a.shape)}, model wants {list(t.shape)}"
+            )
         out[name] = a.astype(DTYPES[t.dtype], copy=False)
     return out
 
@@ -32,18 +34,15 @@ def run_graph(
     observe: Callable[[Node, list[np.ndarray]], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Outputs by name; `observe(node, outputs)` sees every intermediate (calibration, SQNR)."""
-    env: dict[str, np.ndarray] = {
-        k: t.data for k, t in graph.tensors.items() if t.data is not None
-    }
+    env: dict[str, np.ndarray] = {k: t.data for k, t in graph.tensors.items() if t.data is not None}
     env.update(check_feeds(graph, feeds))
     for node in graph.nodes:
         outs = get_op(node.op).run(node, [env[i] for i in node.inputs])
-        for name, value in zip(node.outputs, outs):
+        for name, value in zip(node.outputs, outs, strict=True):
             want = graph.tensors[name]
             if tuple(value.shape) != want.shape:  # a reference bug, never a user error
-                raise AssertionError(
-                    f"{node.op} {node.label}: produced {list(value.shape)}, IR says {list(want.shape)}"
-                )
+                got, says = list(value.shape), list(want.shape)
+                raise AssertionError(f"{node.op} {node.label}: produced {got}, IR says {says}")
             env[name] = value
         if observe is not None:
             observe(node, outs)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from lark import Lark, Token, Transformer, UnexpectedInput
+from lark.exceptions import VisitError
 
-from compiler.errors import IRError
+from compiler.errors import IRError, TvcError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import check_attrs, get_op
 from compiler.ir.tensor import DTYPES, QParams, Tensor
@@ -59,9 +60,7 @@ def _attr_value(v: object) -> str:
 
 def _attrs(node: Node) -> str:
     spec = get_op(node.op).attrs
-    shown = [
-        f"{k}={_attr_value(v)}" for k, v in node.attrs.items() if spec[k].default != v
-    ]
+    shown = [f"{k}={_attr_value(v)}" for k, v in node.attrs.items() if spec[k].default != v]
     return " {" + ", ".join(shown) + "}" if shown else ""
 
 
@@ -84,18 +83,14 @@ def print_graph(graph: Graph, full: bool = True) -> str:
     params_out = ", ".join(f"{_name('%', o)}: {_ttype(graph.tensors[o])}" for o in graph.outputs)
     head = f"graph {graph.name}({params_in}) -> ({params_out})"
     if graph.meta:
-        head += " with {" + ", ".join(
-            f"{k}={_attr_value(v)}" for k, v in graph.meta.items()
-        ) + "}"
+        head += " with {" + ", ".join(f"{k}={_attr_value(v)}" for k, v in graph.meta.items()) + "}"
     lines = [head + " {"]
     for c in graph.constants():
         t = graph.tensors[c]
         lines.append(f"  const {_name('@', c)}: {_ttype(t)} = {_const_value(t, full)}")
     for n in graph.nodes:
         outs = ", ".join(f"{_name('%', o)}: {_ttype(graph.tensors[o])}" for o in n.outputs)
-        args = ", ".join(
-            _name("@" if graph.tensors[i].is_const else "%", i) for i in n.inputs
-        )
+        args = ", ".join(_name("@" if graph.tensors[i].is_const else "%", i) for i in n.inputs)
         line = f"  {outs} = {n.op}({args}){_attrs(n)}"
         if n.name:
             line += " " + json.dumps(n.name)
@@ -201,9 +196,13 @@ class _Build(Transformer):  # type: ignore[type-arg]
         outs = [x for x in a if isinstance(x, Tensor)]
         rest = a[len(outs) :]
         opname = str(rest[0])
-        args = [_unname(x) for x in rest[1:] if isinstance(x, Token) and x.type in ("TNAME", "CNAME")]
+        args = [
+            _unname(x) for x in rest[1:] if isinstance(x, Token) and x.type in ("TNAME", "CNAME")
+        ]
         attrs = next((x for x in rest if isinstance(x, dict)), {})
-        label = next((json.loads(str(x)) for x in rest if isinstance(x, Token) and x.type == "STRING"), "")
+        label = next(
+            (json.loads(str(x)) for x in rest if isinstance(x, Token) and x.type == "STRING"), ""
+        )
         get_op(opname)
         node = Node(opname, args, [o.name for o in outs], check_attrs(opname, attrs), label)
         return node, outs
@@ -232,7 +231,9 @@ class _Build(Transformer):  # type: ignore[type-arg]
                 tensors.update((o.name, o) for o in outs)
         for t in outputs:
             tensors.setdefault(t.name, t)
-        return Graph(name, [t.name for t in inputs], [t.name for t in outputs], tensors, nodes, meta)
+        return Graph(
+            name, [t.name for t in inputs], [t.name for t in outputs], tensors, nodes, meta
+        )
 
 
 @cache
@@ -245,7 +246,12 @@ def parse_graph(text: str, source: str = "<text>") -> Graph:
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
-        raise IRError(f"{source}:{e.line}:{e.column}: cannot parse IR text\n{e.get_context(text)}") from None
-    builder = _Build()
-    return builder.transform(tree)
-
+        raise IRError(
+            f"{source}:{e.line}:{e.column}: cannot parse IR text\n{e.get_context(text)}"
+        ) from None
+    try:
+        return _Build().transform(tree)
+    except VisitError as e:  # lark wraps what the builder raises
+        if isinstance(e.orig_exc, TvcError):
+            raise IRError(f"{source}: {e.orig_exc.message}") from None
+        raise IRError(f"{source}: invalid IR text ({e.orig_exc})") from None

@@ -39,7 +39,9 @@ def fold_batchnorm(graph: Graph) -> Graph:
                 if len(prev.inputs) > 2
                 else np.zeros(w.shape[0])
             )
-            wf = w * mul.reshape((-1,) + (1,) * (w.ndim - 1))  # output channels lead in OIHW/OHWI/[out,in]
+            wf = w * mul.reshape(
+                (-1,) + (1,) * (w.ndim - 1)
+            )  # output channels lead in OIHW/OHWI/[out,in]
             bf = b * mul + off
             prev.inputs = [
                 prev.inputs[0],

@@ -25,7 +25,7 @@ def fold_constants(graph: Graph) -> Graph:
                 for t in ins
             ]
             outs = get_op(node.op).run(node, arrays)  # type: ignore[arg-type]
-            for name, value in zip(node.outputs, outs):
+            for name, value in zip(node.outputs, outs, strict=True):
                 g.tensors[name] = const_tensor(name, np.asarray(value))
             continue
         if node.op == "reshape" and len(node.inputs) == 2 and g.tensors[node.inputs[1]].is_const:

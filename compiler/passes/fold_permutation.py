@@ -14,20 +14,30 @@ from compiler.passes.rewrite import new_const
 
 
 def _mixes_channels(g: Graph, n: Node) -> bool:
-    return n.op == "dense" or (n.op == "conv2d" and n.attrs["groups"] == 1 and n.attrs["layout"] == "NHWC")
+    return n.op == "dense" or (
+        n.op == "conv2d" and n.attrs["groups"] == 1 and n.attrs["layout"] == "NHWC"
+    )
 
 
 def _fold_forward(g: Graph, perm_node: Node, uses: list[Node]) -> bool:
     x = perm_node.outputs[0]
-    if x in g.outputs or not uses or not all(
-        _mixes_channels(g, c) and c.inputs[0] == x and x not in c.inputs[1:] for c in uses
+    if (
+        x in g.outputs
+        or not uses
+        or not all(
+            _mixes_channels(g, c) and c.inputs[0] == x and x not in c.inputs[1:] for c in uses
+        )
     ):
         return False
     inv = np.argsort(perm_node.attrs["perm"])  # type: ignore[arg-type]
     for c in uses:
         w = g.tensors[c.inputs[1]].data
         assert w is not None
-        c.inputs = [perm_node.inputs[0], new_const(g, f"{c.inputs[1]}/perm", w[..., inv]), *c.inputs[2:]]
+        c.inputs = [
+            perm_node.inputs[0],
+            new_const(g, f"{c.inputs[1]}/perm", w[..., inv]),
+            *c.inputs[2:],
+        ]
     g.nodes.remove(perm_node)
     return True
 
@@ -57,7 +67,11 @@ def fold_permutation(graph: Graph) -> Graph:
         changed = False
         producers, uses = g.producers(), g.consumers()
         for n in g.nodes:
-            if n.op != "permute_channels" or int(n.attrs["axis"]) % len(g.tensors[n.inputs[0]].shape) != len(g.tensors[n.inputs[0]].shape) - 1:  # type: ignore[call-overload]
+            if (
+                n.op != "permute_channels"
+                or int(n.attrs["axis"]) % len(g.tensors[n.inputs[0]].shape)
+                != len(g.tensors[n.inputs[0]].shape) - 1
+            ):  # type: ignore[call-overload]
                 continue
             if _fold_forward(g, n, uses.get(n.outputs[0], [])) or _fold_backward(
                 g, n, producers.get(n.inputs[0]), len(uses.get(n.inputs[0], []))

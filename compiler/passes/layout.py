@@ -85,8 +85,16 @@ class _Rewriter:
         else:
             out = self.g.fresh_name(f"{src}/transposed")
             shape = self.lshape(logical)
-            layout = "NHWC" if want == NHWC else "NCHW" if (len(want) == 4 and want == _ident(4)) else None
-            self.g.tensors[out] = t.copy(name=out, shape=tuple(shape[a] for a in want), layout=layout)
+            layout = (
+                "NHWC"
+                if want == NHWC
+                else "NCHW"
+                if (len(want) == 4 and want == _ident(4))
+                else None
+            )
+            self.g.tensors[out] = t.copy(
+                name=out, shape=tuple(shape[a] for a in want), layout=layout
+            )
             self.nodes.append(make_node("transpose", [src], [out], f"{src}:layout", perm=list(r)))
         self._converted[key] = out
         return out
@@ -118,7 +126,9 @@ def _spatial(rw: _Rewriter, n: Node) -> None:
     if n.op == "conv2d":
         w = rw.g.tensors[n.inputs[1]]
         assert w.data is not None
-        m.inputs[1] = rw.g.add_const(f"{n.inputs[1]}/ohwi", const_tensor("w", w.data.transpose(0, 2, 3, 1)))
+        m.inputs[1] = rw.g.add_const(
+            f"{n.inputs[1]}/ohwi", const_tensor("w", w.data.transpose(0, 2, 3, 1))
+        )
     rw.set_out(n.outputs[0], NHWC)
     rw.emit(m)
 
@@ -226,7 +236,10 @@ def _reshape(rw: _Rewriter, n: Node) -> None:
         and out_shape[0] == 1
         and consumers
         and out not in rw.g.outputs
-        and all(c.op == "dense" and c.inputs[0] == out and rw.g.tensors[c.inputs[1]].is_const for c in consumers)
+        and all(
+            c.op == "dense" and c.inputs[0] == out and rw.g.tensors[c.inputs[1]].is_const
+            for c in consumers
+        )
     ):
         # Flatten→Dense: feed the NHWC bytes as they are, permute the weight columns instead
         for c in consumers:
@@ -251,15 +264,36 @@ def _reshape(rw: _Rewriter, n: Node) -> None:
             mid = rw.g.fresh_name(f"{out}/flat")
             rw.g.tensors[mid] = rw.g.tensors[out].copy(name=mid)
             rw.emit(make_node("reshape", [src], [mid], f"{n.label}:view", shape=list(phys)))
-            rw.emit(make_node("permute_channels", [mid], [out], n.name, perm=perm.tolist(), axis=len(phys) - 1))
+            rw.emit(
+                make_node(
+                    "permute_channels", [mid], [out], n.name, perm=perm.tolist(), axis=len(phys) - 1
+                )
+            )
             return
     _fallback(rw, n)
 
 
 RULES = {
-    **{op: _spatial for op in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batch_norm")},
-    **{op: _unary for op in ("relu", "clip", "leaky_relu", "sigmoid", "tanh", "hard_sigmoid",
-                             "hard_swish", "identity", "dropout", "cast", "softmax")},
+    **{
+        op: _spatial
+        for op in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batch_norm")
+    },
+    **{
+        op: _unary
+        for op in (
+            "relu",
+            "clip",
+            "leaky_relu",
+            "sigmoid",
+            "tanh",
+            "hard_sigmoid",
+            "hard_swish",
+            "identity",
+            "dropout",
+            "cast",
+            "softmax",
+        )
+    },
     **{op: _binary for op in ("add", "sub", "mul", "div")},
     **{op: _axis_op for op in ("concat", "split", "slice", "pad", "reduce_mean")},
     "transpose": _transpose,
@@ -308,4 +342,3 @@ def layout_boundary(graph: Graph) -> dict[str, tuple[int, ...]]:
         if src == "NCHW" and graph.tensors[name].layout == "NHWC":
             out[name] = NHWC
     return out
-

@@ -8,7 +8,7 @@ from compiler.ir.registry import make_node
 
 def lower_reduce_mean(graph: Graph) -> Graph:
     g = graph.copy()
-    for k, n in enumerate(list(g.nodes)):
+    for n in list(g.nodes):
         x = g.tensors[n.inputs[0]]
         if n.op != "reduce_mean" or x.layout is None or len(x.shape) != 4:
             continue
@@ -21,7 +21,9 @@ def lower_reduce_mean(graph: Graph) -> Graph:
             continue
         pooled = g.fresh_name(f"{n.outputs[0]}/pooled")
         n_, c = x.shape[0], (x.shape[1] if x.layout == "NCHW" else x.shape[3])
-        g.tensors[pooled] = x.copy(name=pooled, shape=(n_, c, 1, 1) if x.layout == "NCHW" else (n_, 1, 1, c), data=None)
+        g.tensors[pooled] = x.copy(
+            name=pooled, shape=(n_, c, 1, 1) if x.layout == "NCHW" else (n_, 1, 1, c), data=None
+        )
         g.nodes[i : i + 1] = [
             make_node("global_avg_pool", n.inputs, [pooled], n.name, layout=x.layout),
             make_node("reshape", [pooled], n.outputs, f"{n.label}:flatten", shape=[n_, c]),

@@ -13,9 +13,14 @@ def _is_noop(g: Graph, n: Node) -> bool:
     if n.op in ("identity", "dropout"):
         return True
     if n.op in ("reshape", "slice", "pad", "cast", "permute_channels", "concat", "split"):
-        same = len(ins) >= 1 and len(outs) == 1 and (ins[0].shape, ins[0].dtype) == (
-            outs[0].shape,
-            outs[0].dtype,
+        same = (
+            len(ins) >= 1
+            and len(outs) == 1
+            and (ins[0].shape, ins[0].dtype)
+            == (
+                outs[0].shape,
+                outs[0].dtype,
+            )
         )
         if n.op == "permute_channels":
             return same and n.attrs["perm"] == list(range(len(n.attrs["perm"])))  # type: ignore[arg-type]
@@ -40,9 +45,13 @@ def remove_noops(graph: Graph) -> Graph:
                 break
             if n.op == "reshape" and len(n.inputs) == 1:
                 p = producers.get(n.inputs[0])
-                if p is not None and p.op == "reshape" and len(p.inputs) == 1 and len(
-                    uses.get(p.outputs[0], [])
-                ) == 1 and p.outputs[0] not in g.outputs:
+                if (
+                    p is not None
+                    and p.op == "reshape"
+                    and len(p.inputs) == 1
+                    and len(uses.get(p.outputs[0], [])) == 1
+                    and p.outputs[0] not in g.outputs
+                ):
                     n.inputs = [p.inputs[0]]  # reshape(reshape(x)) == reshape(x)
                     n.attrs = check_attrs("reshape", dict(n.attrs))
                     g.nodes.remove(p)

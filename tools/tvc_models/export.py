@@ -10,8 +10,14 @@ import torch
 EXPORTERS = ("torchscript", "dynamo")
 
 
-def export(model: torch.nn.Module, shape: tuple[int, ...], path: Path, exporter: str = "torchscript",
-           opset: int | None = None, dynamic_batch: bool = True) -> Path:
+def export(
+    model: torch.nn.Module,
+    shape: tuple[int, ...],
+    path: Path,
+    exporter: str = "torchscript",
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+) -> Path:
     """Write `path`; names the input `x` and outputs `y` (or `y0`, `y1`, ... for several)."""
     model = model.eval()
     with torch.no_grad():
@@ -21,18 +27,34 @@ def export(model: torch.nn.Module, shape: tuple[int, ...], path: Path, exporter:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
-            axes = {"x": {0: "batch"}, **{o: {0: "batch"} for o in out_names}} if dynamic_batch else None
+            axes = (
+                {"x": {0: "batch"}, **{o: {0: "batch"} for o in out_names}}
+                if dynamic_batch
+                else None
+            )
             torch.onnx.export(
-                model, (torch.zeros(shape),), str(path), input_names=["x"], output_names=out_names,
-                dynamic_axes=axes, opset_version=opset or 17, dynamo=False,
+                model,
+                (torch.zeros(shape),),
+                str(path),
+                input_names=["x"],
+                output_names=out_names,
+                dynamic_axes=axes,
+                opset_version=opset or 17,
+                dynamo=False,
                 do_constant_folding=False,  # keep BatchNorm and shape glue for our passes
             )
         elif exporter == "dynamo":
             example = torch.zeros((2, *shape[1:])) if dynamic_batch else torch.zeros(shape)
             dyn = {"x": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
             prog = torch.onnx.export(
-                model, (example,), input_names=["x"], output_names=out_names,
-                dynamic_shapes=dyn, opset_version=opset, dynamo=True, verbose=False,
+                model,
+                (example,),
+                input_names=["x"],
+                output_names=out_names,
+                dynamic_shapes=dyn,
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
                 report=False,
             )
             prog.save(str(path))

@@ -22,7 +22,9 @@ def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: str = "relu") -> nn.Sequential:
+def conv_bn(
+    cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: str = "relu"
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -48,7 +50,12 @@ class ResNet9(nn.Module):
     """Myrtle-style ResNet-9 at 64x64. `head="pool"`: global pool + Linear;
     `head="flatten"`: a 64x4x4 map flattened straight into Linear."""
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 64), classes: int = 10, head: str = "pool") -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int, int] = (16, 32, 64, 64),
+        classes: int = 10,
+        head: str = "pool",
+    ) -> None:
         super().__init__()
         w0, w1, w2, w3 = widths
         self.prep = conv_bn(3, w0)
@@ -75,8 +82,21 @@ class ResNet9(nn.Module):
 class MobileNetV1(nn.Module):
     """MobileNetV1 with width multiplier alpha (0.25 for our users' 64x64 classifiers), ReLU6."""
 
-    CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
-           (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+    CFG = [
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (256, 2),
+        (256, 1),
+        (512, 2),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (1024, 2),
+        (1024, 1),
+    ]
 
     def __init__(self, alpha: float = 0.25, classes: int = 3) -> None:
         super().__init__()
@@ -152,7 +172,9 @@ class TwoHeadDetector(nn.Module):
     def __init__(self, anchors: int = 2) -> None:
         super().__init__()
         self.anchors = anchors
-        self.stage1 = nn.Sequential(conv_bn(3, 8, 3, 2), conv_bn(8, 16, 3, 2), conv_bn(16, 16, 3, 2))
+        self.stage1 = nn.Sequential(
+            conv_bn(3, 8, 3, 2), conv_bn(8, 16, 3, 2), conv_bn(16, 16, 3, 2)
+        )
         self.stage2 = nn.Sequential(conv_bn(16, 32, 3, 2, act="relu6"), nn.Hardswish())
         self.loc1 = nn.Conv2d(16, anchors * 4, 3, padding=1)
         self.conf1 = nn.Conv2d(16, anchors * 2, 3, padding=1)

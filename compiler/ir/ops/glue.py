@@ -69,7 +69,9 @@ def _infer_expand(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     try:
         return [TType(tuple(np.broadcast_shapes(t[0].shape, s)), t[0].dtype)]
     except ValueError:
-        raise IRError(f"expand {node.label}: {list(t[0].shape)} does not expand to {list(s)}") from None
+        raise IRError(
+            f"expand {node.label}: {list(t[0].shape)} does not expand to {list(s)}"
+        ) from None
 
 
 @op("expand", inputs=(2, 2), infer=_infer_expand, dtypes=ANY)

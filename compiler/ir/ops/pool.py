@@ -62,7 +62,9 @@ def _padded(x: np.ndarray, node: Node, fill: float) -> tuple[np.ndarray, tuple[i
 def max_pool2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     layout = str(node.attrs["layout"])
     padded, out_hw = _padded(to_nhwc(x[0], layout), node, -np.inf)
-    win = windows(padded, node.attrs["kernel"], node.attrs["stride"], node.attrs["dilation"], out_hw)  # type: ignore[arg-type]
+    win = windows(
+        padded, node.attrs["kernel"], node.attrs["stride"], node.attrs["dilation"], out_hw
+    )  # type: ignore[arg-type]
     return [np.ascontiguousarray(from_nhwc(win.max(axis=(4, 5)), layout))]
 
 

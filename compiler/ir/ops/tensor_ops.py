@@ -13,7 +13,9 @@ from compiler.ir.tensor import DTYPES
 ANY = tuple(DTYPES)
 
 
-def resolve_reshape(in_shape: tuple[int, ...], target: list[int], allowzero: bool = False) -> tuple[int, ...]:
+def resolve_reshape(
+    in_shape: tuple[int, ...], target: list[int], allowzero: bool = False
+) -> tuple[int, ...]:
     """ONNX Reshape: 0 copies the input dim (unless allowzero), one -1 is inferred."""
     out = [in_shape[i] if (d == 0 and not allowzero) else int(d) for i, d in enumerate(target)]
     numel = int(np.prod(in_shape, dtype=np.int64))
@@ -46,7 +48,13 @@ def _infer_reshape(node: Node, t: list[TType], v: list[np.ndarray | None]) -> li
         raise IRError(f"reshape {node.label}: {e}") from None
 
 
-@op("reshape", attrs={"shape": AttrSpec("ints", None)}, inputs=(1, 2), infer=_infer_reshape, dtypes=ANY)
+@op(
+    "reshape",
+    attrs={"shape": AttrSpec("ints", None)},
+    inputs=(1, 2),
+    infer=_infer_reshape,
+    dtypes=ANY,
+)
 def reshape(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Static target when the `shape` attribute is set; else ONNX semantics on input 2."""
     if "shape" in node.attrs:
@@ -71,7 +79,9 @@ def _infer_concat(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     axis = int(node.attrs["axis"]) % max(rank, 1)  # type: ignore[arg-type]
     for other in t[1:]:
         if len(other.shape) != rank or any(
-            a != b for i, (a, b) in enumerate(zip(other.shape, t[0].shape)) if i != axis
+            a != b
+            for i, (a, b) in enumerate(zip(other.shape, t[0].shape, strict=True))
+            if i != axis
         ):
             raise IRError(
                 f"concat {node.label}: shapes {[list(x.shape) for x in t]} differ off axis {axis}"
@@ -114,7 +124,7 @@ def slice_index(shape: tuple[int, ...], attrs: dict[str, object]) -> tuple[slice
     index = [slice(None)] * len(shape)
     starts, ends = attrs["starts"], attrs["ends"]
     axes, steps = attrs["axes"], attrs["steps"]
-    for s, e, a, st in zip(starts, ends, axes, steps):  # type: ignore[call-overload]
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):  # type: ignore[call-overload]
         dim = shape[a]
         s = s + dim if s < 0 else s
         e = e + dim if e < 0 else e

@@ -1,4 +1,4 @@
-"""Open whatever the user hands `tvc`: an ONNX file or IR text, by content, not by name."""
+"""Open whatever the user hands `tvc`: ONNX, TFLite or IR text, by content, not by name."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
         raise UsageError(f"{path}: is a directory; give a model file (.onnx or IR text)")
     with path.open("rb") as f:
         head = f.read(64)
+    if head[4:8] == b"TFL3":
+        from compiler.frontend.tflite import load_tflite
+
+        return load_tflite(path)
     if head.lstrip().startswith(b"graph "):
         from compiler.ir.text import parse_graph
 

@@ -9,7 +9,12 @@ import numpy as np
 from compiler.errors import UsageError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import get_op
-from compiler.ir.tensor import DTYPES
+from compiler.ir.tensor import DTYPES, Tensor
+
+
+def is_integer_node(ins: list[Tensor], outs: list[Tensor]) -> bool:
+    """Quantized nodes (int8/int16 data in or out) run their integer reference."""
+    return any(t.dtype in ("i8", "i16") for t in [*ins[:1], *outs])
 
 
 def check_feeds(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -37,7 +42,16 @@ def run_graph(
     env: dict[str, np.ndarray] = {k: t.data for k, t in graph.tensors.items() if t.data is not None}
     env.update(check_feeds(graph, feeds))
     for node in graph.nodes:
-        outs = get_op(node.op).run(node, [env[i] for i in node.inputs])
+        ins = [graph.tensors[i] for i in node.inputs]
+        outs_t = [graph.tensors[o] for o in node.outputs]
+        d = get_op(node.op)
+        args = [env[i] for i in node.inputs]
+        if is_integer_node(ins, outs_t):
+            if d.run_int is None:
+                raise UsageError(f"{node.op} node {node.label!r} has no integer implementation")
+            outs = d.run_int(node, args, ins, outs_t)
+        else:
+            outs = d.run(node, args)
         for name, value in zip(node.outputs, outs, strict=True):
             want = graph.tensors[name]
             if tuple(value.shape) != want.shape:  # a reference bug, never a user error

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+
+if TYPE_CHECKING:
+    from compiler.ir.tensor import Tensor
 
 REQUIRED = object()
 ATTR_KINDS = ("int", "float", "str", "ints", "floats")
@@ -37,6 +41,9 @@ class AttrSpec:
 # output shape depends on a value unknown at this point (the recorded shape is then trusted).
 InferFn = Callable[[Node, list[TType], list[np.ndarray | None]], list[TType] | None]
 RunFn = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
+# integer reference: (node, input arrays, input tensors, output tensors) -> outputs; the tensors
+# carry the quantization parameters the arithmetic depends on
+RunIntFn = Callable[[Node, list[np.ndarray], list["Tensor"], list["Tensor"]], list[np.ndarray]]
 
 
 @dataclass
@@ -52,6 +59,7 @@ class OpDef:
     # ops whose `layout` attribute says how their 4-D input is laid out
     layout_sensitive: bool = False
     doc: str = field(default="")
+    run_int: RunIntFn | None = None
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -89,6 +97,19 @@ def op(
         return run
 
     return register
+
+
+def int_ref(name: str) -> Callable[[RunIntFn], RunIntFn]:
+    """Attach the integer reference of an op, defined beside its float reference."""
+
+    def attach(fn: RunIntFn) -> RunIntFn:
+        d = _REGISTRY[name]
+        if d.run_int is not None:
+            raise RuntimeError(f"integer reference of {name!r} defined twice")
+        d.run_int = fn
+        return fn
+
+    return attach
 
 
 def get_op(name: str) -> OpDef:

@@ -51,8 +51,12 @@ def verify(graph: Graph, where: str = "") -> None:
             if i not in defined:
                 raise fail(f"{where_n} uses {i!r} before it is defined")
         ins = [graph.tensors[i] for i in node.inputs]
-        if ins[0].dtype not in d.dtypes and not ins[0].is_const:
-            raise fail(f"{where_n}: input dtype {ins[0].dtype} not in {list(d.dtypes)}")
+        allowed = d.dtypes + (QUANTIZED if d.run_int is not None else ())
+        if ins[0].dtype not in allowed and not ins[0].is_const:
+            raise fail(f"{where_n}: input dtype {ins[0].dtype} not in {list(allowed)}")
+        for t in ins:
+            if t.dtype in QUANTIZED and t.qparams is None:
+                raise fail(f"{where_n}: {t.dtype} input {t.name} has no quantization parameters")
         if d.layout_sensitive and ins[0].layout and ins[0].layout != node.attrs["layout"]:
             raise fail(f"{where_n}: layout={node.attrs['layout']} but input is {ins[0].layout}")
         types = [TType(t.shape, t.dtype) for t in ins]

@@ -1,9 +1,10 @@
-"""Fuse ReLU / ReLU6 / Clip into the conv or dense that feeds them (a clamp in int8 is free)."""
+"""Fuse ReLU / ReLU6 / Clip into the op that feeds them when it carries a fused activation
+(conv, dense, add, sub, mul): a clamp after requantization is free in int8."""
 
 from __future__ import annotations
 
 from compiler.ir.graph import Graph, Node
-from compiler.ir.registry import check_attrs
+from compiler.ir.registry import check_attrs, get_op
 
 
 def _fused(n: Node) -> dict[str, object] | None:
@@ -31,10 +32,11 @@ def fuse_activation(graph: Graph) -> Graph:
         prev = producers.get(x)
         if (
             prev is None
-            or prev.op not in ("conv2d", "dense")
+            or "act" not in get_op(prev.op).attrs
             or prev.attrs.get("act", "none") != "none"
             or len(uses.get(x, [])) != 1
             or x in g.outputs
+            or g.tensors[x].qparams != g.tensors[act.outputs[0]].qparams
         ):
             continue
         attrs = dict(prev.attrs)

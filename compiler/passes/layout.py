@@ -331,6 +331,8 @@ def _to_nhwc(graph: Graph) -> Graph:
 
 def to_nhwc(graph: Graph) -> Graph:
     """The layout stage: rewrite to NHWC, drop the aliases it leaves, fold channel shuffles."""
+    if graph.meta.get("source_layout") == "NHWC":
+        return graph  # TFLite: already what the kernels want
     return dce(fold_permutation(remove_noops(_to_nhwc(graph))))
 
 

@@ -21,9 +21,9 @@ def lower_reduce_mean(graph: Graph) -> Graph:
             continue
         pooled = g.fresh_name(f"{n.outputs[0]}/pooled")
         n_, c = x.shape[0], (x.shape[1] if x.layout == "NCHW" else x.shape[3])
-        g.tensors[pooled] = x.copy(
-            name=pooled, shape=(n_, c, 1, 1) if x.layout == "NCHW" else (n_, 1, 1, c), data=None
-        )
+        shape = (n_, c, 1, 1) if x.layout == "NCHW" else (n_, 1, 1, c)
+        # the pooled map holds the output's values (and quantization), before the flatten
+        g.tensors[pooled] = g.tensors[n.outputs[0]].copy(name=pooled, shape=shape, layout=x.layout)
         g.nodes[i : i + 1] = [
             make_node("global_avg_pool", n.inputs, [pooled], n.name, layout=x.layout),
             make_node("reshape", [pooled], n.outputs, f"{n.label}:flatten", shape=[n_, c]),

@@ -8,5 +8,6 @@ from compiler.ir.ops import (  # noqa: F401
     glue,
     norm,
     pool,
+    quant_ops,
     tensor_ops,
 )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._util import same
-from compiler.ir.registry import AttrSpec, op
+from compiler.ir.registry import AttrSpec, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant import fixedpoint as fx
 
 FUSED_ACTS = ("none", "relu", "relu6", "clip")
 # attributes every op with a fused activation carries
@@ -84,9 +87,98 @@ def hard_swish(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [_f32(x[0] * np.clip(x[0] * np.float32(1 / 6) + np.float32(0.5), 0, 1))]
 
 
-@op("softmax", attrs={"axis": AttrSpec("int", -1)}, infer=lambda n, t, v: same(t))
+@op(
+    "softmax",
+    attrs={"axis": AttrSpec("int", -1), "beta": AttrSpec("float", 1.0)},
+    infer=lambda n, t, v: same(t),
+)
 def softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     axis = int(node.attrs["axis"])  # type: ignore[arg-type]
-    z = x[0] - x[0].max(axis=axis, keepdims=True)
+    z = (x[0] - x[0].max(axis=axis, keepdims=True)) * np.float32(node.attrs["beta"])
     e = np.exp(z)
     return [_f32(e / e.sum(axis=axis, keepdims=True))]
+
+
+# --- integer references ----------------------------------------------------------------------
+
+
+def _scale_zp(t: Tensor) -> tuple[float, int]:
+    from compiler.ir.ops._qutil import scale_zp
+
+    return scale_zp(t)
+
+
+def _relux_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor], lo: float, hi: float
+) -> list[np.ndarray]:
+    """TFLite ReluX: requantize to the output scale, clamp to the activation's range."""
+    from compiler.ir.ops._qutil import finish
+
+    (si, zi), (so, zo) = _scale_zp(ins[0]), _scale_zp(outs[0])
+    m, sh = fx.quantize_multiplier(si / so)
+    return [finish(zo + fx.mbqm(x[0].astype(np.int64) - zi, m, sh), outs[0], (lo, hi))]
+
+
+@int_ref("relu")
+def relu_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    return _relux_int(node, x, ins, outs, 0.0, float("inf"))
+
+
+@int_ref("clip")
+def clip_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    return _relux_int(node, x, ins, outs, float(node.attrs["min"]), float(node.attrs["max"]))  # type: ignore[arg-type]
+
+
+def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
+    """1.0f / (1.0f + expf(-v)) evaluated in float32 steps (expf correctly rounded)."""
+    e = np.exp(-v.astype(np.float64)).astype(np.float32)
+    return np.float32(1) / (np.float32(1) + e)
+
+
+def _lut_int(fn, x: np.ndarray, ins: list[Tensor], outs: list[Tensor]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    if outs[0].dtype != "i8":
+        raise IRError("sigmoid/tanh integer kernels are int8 lookup tables")
+    (si, zi), (so, zo) = _scale_zp(ins[0]), _scale_zp(outs[0])
+    table = fx.lut_int8(si, zi, so, zo, fn)
+    return table[x.astype(np.int64) + 128].astype(np.int8)
+
+
+@int_ref("sigmoid")
+def sigmoid_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite int8 Logistic: a 256-entry table built from the float function."""
+    return [_lut_int(_sigmoid_f32, x[0], ins, outs)]
+
+
+@int_ref("tanh")
+def tanh_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    return [_lut_int(lambda v: np.tanh(v.astype(np.float64)).astype(np.float32), x[0], ins, outs)]
+
+
+@int_ref("softmax")
+def softmax_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite reference int8 Softmax: gemmlowp fixed-point exp of scaled differences to the
+    row max, a fixed-point reciprocal of their sum; output scale 1/256, zero point -128."""
+    axis = int(node.attrs["axis"]) % x[0].ndim  # type: ignore[arg-type]
+    if axis != x[0].ndim - 1 or outs[0].dtype != "i8":
+        raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
+    si, _ = _scale_zp(ins[0])
+    mult, shift, diff_min = fx.softmax_params(float(node.attrs["beta"]), si)  # type: ignore[arg-type]
+    v = x[0].astype(np.int64)
+    diff = v - v.max(axis=-1, keepdims=True)
+    valid = diff >= diff_min
+    scaled = fx.mbqm_gt_one(diff, mult, shift)
+    exps = np.where(valid, fx.exp_on_negative_values(scaled, 5), 0)
+    total = fx.rdbpot(exps, 12).sum(axis=-1, keepdims=True)  # Rescale<12>, F12 accumulator
+    recip, over = fx.get_reciprocal(total, 12)
+    out = fx.rdbpot(fx.srdhm(recip, exps), over + 31 - 8) - 128
+    return [np.where(valid, np.clip(out, -128, 127), -128).astype(np.int8)]

@@ -10,9 +10,12 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import channel_scales, finish, qp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
-from compiler.ir.ops.activation import FUSED_ACT_ATTRS, apply_fused_act
-from compiler.ir.registry import AttrSpec, TType, op
+from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
+from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant.fixedpoint import mbqm, quantize_multipliers
 
 CONV_ATTRS = {
     "kernel": AttrSpec("ints"),
@@ -87,3 +90,42 @@ def conv2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
         y = y + x[2]
     y = apply_fused_act(y.astype(np.float32), a)
     return [np.ascontiguousarray(from_nhwc(y, layout))]
+
+
+@int_ref("conv2d")
+def conv2d_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite ConvPerChannel / DepthwiseConvPerChannel: int32 accumulation of
+    (x - zp_x) * w, plus bias, requantized per output channel, clamped by the fused activation."""
+    a = node.attrs
+    if a["layout"] != "NHWC":
+        raise IRError(f"conv2d {node.label}: integer convolution runs on NHWC data")
+    s_x, z_x = scale_zp(ins[0])
+    s_w = channel_scales(ins[1])
+    s_y, _ = scale_zp(outs[0])
+    if any(z != 0 for z in qp(ins[1]).zero_point):
+        raise IRError(f"conv2d {node.label}: weights must be symmetric (zero point 0)")
+    pt, pl, pb, pr = a["pad"]  # type: ignore[misc]
+    xin = np.pad(x[0].astype(np.float64) - z_x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    n, h, wd, c = x[0].shape
+    oh, ow = conv_out_hw(node, h, wd)
+    win = windows(xin, a["kernel"], a["stride"], a["dilation"], (oh, ow))  # type: ignore[arg-type]
+    w = x[1].astype(np.float64)
+    g = int(a["groups"])  # type: ignore[arg-type]
+    o, kh, kw, cg = w.shape
+    # float64 sums of int8 products are exact far beyond any layer size (< 2^53)
+    if g == 1:
+        acc = np.tensordot(win, w, axes=([3, 4, 5], [3, 1, 2]))
+    else:
+        win = win.reshape(n, oh, ow, g, cg, kh, kw)
+        acc = np.einsum(
+            "nhwgcij,goijc->nhwgo", win, w.reshape(g, o // g, kh, kw, cg), optimize=True
+        )
+        acc = acc.reshape(n, oh, ow, o)
+    acc = acc.astype(np.int64)
+    if len(x) == 3:
+        acc = acc + x[2].astype(np.int64)
+    mult, shift = quantize_multipliers(s_x * np.broadcast_to(s_w, (o,)) / s_y)
+    _, z_y = scale_zp(outs[0])
+    return [finish(mbqm(acc, mult, shift) + z_y, outs[0], act_range(a))]

@@ -6,8 +6,11 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops.activation import FUSED_ACT_ATTRS, apply_fused_act
-from compiler.ir.registry import TType, op
+from compiler.ir.ops._qutil import finish, qp, scale_zp
+from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
+from compiler.ir.registry import TType, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant.fixedpoint import mbqm, quantize_multipliers
 
 
 def _infer_dense(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
@@ -43,3 +46,28 @@ def _infer_matmul(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
 @op("matmul", inputs=(2, 2), infer=_infer_matmul)
 def matmul(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.matmul(x[0], x[1]).astype(np.float32)]
+
+
+@int_ref("dense")
+def dense_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite FullyConnected. Per-tensor weights: integer multiplier and shift. Per-channel
+    weights: TFLite's reference kernel requantizes in double, round(acc * s_x*s_w/s_y), and so
+    do we (TFLite Micro and CMSIS-NN use integer multipliers there and can differ by one)."""
+    s_x, z_x = scale_zp(ins[0])
+    q_w = qp(ins[1])
+    s_w = np.asarray(q_w.scale, np.float64)
+    z_w = np.asarray(q_w.zero_point, np.float64)
+    s_y, z_y = scale_zp(outs[0])
+    n_out = x[1].shape[0]
+    wz = x[1].astype(np.float64) - (z_w[:, None] if z_w.size > 1 else z_w)
+    acc = ((x[0].astype(np.float64) - z_x) @ wz.T).astype(np.int64)
+    if len(x) == 3:
+        acc = acc + x[2].astype(np.int64)
+    if s_w.size > 1:
+        scaled = acc.astype(np.float64) * (s_x * s_w / s_y)
+        rounded = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
+        return [finish(rounded + z_y, outs[0], act_range(node.attrs))]
+    mult, shift = quantize_multipliers(s_x * np.broadcast_to(s_w, (n_out,)) / s_y)
+    return [finish(mbqm(acc, mult, shift) + z_y, outs[0], act_range(node.attrs))]

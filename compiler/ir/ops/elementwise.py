@@ -1,4 +1,7 @@
-"""Binary elementwise arithmetic with numpy (= ONNX multidirectional) broadcasting."""
+"""Binary elementwise arithmetic with numpy (= ONNX multidirectional) broadcasting.
+
+add/sub/mul carry a fused activation like conv does (TFLite fuses ReLU into them too).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,11 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.registry import TType, op
+from compiler.ir.ops._qutil import finish, scale_zp
+from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
+from compiler.ir.registry import TType, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
 
 NUMERIC = ("f32", "i32", "i64")
 
@@ -32,18 +39,54 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a < 0) ^ (b < 0), -q, q).astype(a.dtype)
 
 
-def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], fused: bool) -> None:
     def run(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(fn(x[0], x[1])).astype(x[0].dtype, copy=False)]
+        y = np.asarray(fn(x[0], x[1])).astype(x[0].dtype, copy=False)
+        return [apply_fused_act(y, node.attrs) if fused and y.dtype.kind == "f" else y]
 
     run.__doc__ = f"elementwise {name} with broadcasting"
-    op(name, inputs=(2, 2), infer=_infer, dtypes=NUMERIC)(run)
+    attrs = dict(FUSED_ACT_ATTRS) if fused else None
+    op(name, attrs=attrs, inputs=(2, 2), infer=_infer, dtypes=NUMERIC)(run)
 
 
-_binary("add", np.add)
-_binary("sub", np.subtract)
-_binary("mul", np.multiply)
-_binary(
-    "div",
-    lambda a, b: _int_div(a, b) if a.dtype.kind == "i" else np.divide(a, b),
-)
+_binary("add", np.add, True)
+_binary("sub", np.subtract, True)
+_binary("mul", np.multiply, True)
+_binary("div", lambda a, b: _int_div(a, b) if a.dtype.kind == "i" else np.divide(a, b), False)
+
+ADD_LEFT_SHIFT = {"i8": 20, "i16": 15}
+
+
+def _add_sub_int(sign: int) -> Callable[..., list[np.ndarray]]:
+    def run_int(
+        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+    ) -> list[np.ndarray]:
+        """TFLite int8 Add: both inputs to a common 2x-max scale with 20 bits of headroom,
+        summed, requantized to the output scale."""
+        (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
+        left = ADD_LEFT_SHIFT[outs[0].dtype]
+        twice_max = 2.0 * max(s1, s2)
+        m1, sh1 = quantize_multiplier(s1 / twice_max)
+        m2, sh2 = quantize_multiplier(s2 / twice_max)
+        mo, sho = quantize_multiplier(twice_max / ((1 << left) * so))
+        v1 = mbqm_lt_one(wrap32((x[0].astype(np.int64) - z1) << left), m1, sh1)
+        v2 = mbqm_lt_one(wrap32((x[1].astype(np.int64) - z2) << left), m2, sh2)
+        raw = mbqm_lt_one(v1 + sign * v2, mo, sho) + zo
+        return [finish(raw, outs[0], act_range(node.attrs))]
+
+    return run_int
+
+
+int_ref("add")(_add_sub_int(1))
+int_ref("sub")(_add_sub_int(-1))
+
+
+@int_ref("mul")
+def mul_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite int8 Mul: product of offset inputs, one requantization by s1*s2/s_out."""
+    (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
+    m, sh = quantize_multiplier(s1 * s2 / so)
+    prod = (x[0].astype(np.int64) - z1) * (x[1].astype(np.int64) - z2)
+    return [finish(mbqm(wrap32(prod), m, sh) + zo, outs[0], act_range(node.attrs))]

@@ -6,8 +6,11 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import finish, same_params, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
-from compiler.ir.registry import AttrSpec, TType, op
+from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant.fixedpoint import mbqm, quantize_multiplier, trunc_div, wrap32
 
 POOL_ATTRS = {
     "kernel": AttrSpec("ints"),
@@ -133,3 +136,68 @@ def reduce_mean(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
     y = x[0].mean(axis=axes, keepdims=bool(node.attrs["keepdims"]), dtype=np.float64)
     return [np.asarray(y, np.float32)]
+
+
+@int_ref("max_pool2d")
+def max_pool2d_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    same_params(node, ins, outs)
+    padded, out_hw = _padded(x[0].astype(np.int64), node, -(1 << 40))
+    win = windows(
+        padded, node.attrs["kernel"], node.attrs["stride"], node.attrs["dilation"], out_hw
+    )  # type: ignore[arg-type]
+    return [finish(win.max(axis=(4, 5)), outs[0])]
+
+
+@int_ref("avg_pool2d")
+def avg_pool2d_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite AveragePool: sum of the in-bounds cells, divided by their count, rounded half
+    away from zero."""
+    same_params(node, ins, outs)
+    if node.attrs["count_include_pad"]:
+        raise IRError(f"avg_pool2d {node.label}: count_include_pad has no integer kernel")
+    a = node.attrs
+    padded, out_hw = _padded(x[0].astype(np.int64), node, 0)
+    total = windows(padded, a["kernel"], a["stride"], [1, 1], out_hw).sum(axis=(4, 5))  # type: ignore[arg-type]
+    pt, pl, _, _ = a["pad"]  # type: ignore[misc]
+    _, h, w, _ = x[0].shape
+    mask = np.zeros((1, padded.shape[1], padded.shape[2], 1), np.int64)
+    mask[:, pt : pt + h, pl : pl + w] = 1
+    count = windows(mask, a["kernel"], a["stride"], [1, 1], out_hw).sum(axis=(4, 5))  # type: ignore[arg-type]
+    half = count // 2
+    avg = np.where(total > 0, trunc_div(total + half, count), trunc_div(total - half, count))
+    return [finish(avg, outs[0])]
+
+
+def _mean_int(
+    x: np.ndarray, axes: tuple[int, ...], keep: bool, ins: list[Tensor], outs: list[Tensor]
+) -> np.ndarray:
+    """TFLite QuantizedMeanOrSum: integer sum, one requantization that folds in 1/count."""
+    s_x, z_x = scale_zp(ins[0])
+    s_y, z_y = scale_zp(outs[0])
+    count = int(np.prod([x.shape[a] for a in axes]))
+    total = x.astype(np.int64).sum(axis=axes, keepdims=keep)
+    mult, shift = quantize_multiplier(s_x / s_y)
+    n_shift = min(count.bit_length() - 1, 32, 31 + shift)
+    mult = (mult << n_shift) // count
+    shift -= n_shift
+    return finish(mbqm(wrap32(total - z_x * count), mult, shift) + z_y, outs[0])
+
+
+@int_ref("global_avg_pool")
+def global_avg_pool_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    axes = (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
+    return [_mean_int(x[0], axes, True, ins, outs)]
+
+
+@int_ref("reduce_mean")
+def reduce_mean_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
+    return [_mean_int(x[0], axes, bool(node.attrs["keepdims"]), ins, outs)]

@@ -6,9 +6,11 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import same_params, scale_zp
 from compiler.ir.ops._util import same
-from compiler.ir.registry import AttrSpec, TType, op
-from compiler.ir.tensor import DTYPES
+from compiler.ir.registry import AttrSpec, TType, get_op, int_ref, op
+from compiler.ir.tensor import DTYPES, Tensor
+from compiler.quant.fixedpoint import round_half_away_f32
 
 ANY = tuple(DTYPES)
 
@@ -225,3 +227,37 @@ def dropout(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 )
 def cast(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0].astype(DTYPES[str(node.attrs["to"])])]
+
+
+def _moves_bytes(name: str) -> None:
+    """Data movement is the same on integers as on floats, given equal quant params."""
+    float_run = get_op(name).run
+
+    def run_int(
+        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+    ) -> list[np.ndarray]:
+        same_params(node, ins if name == "concat" else ins[:1], outs)
+        return float_run(node, x)
+
+    run_int.__doc__ = f"{name} on quantized data: bytes move, values do not change"
+    int_ref(name)(run_int)
+
+
+for _name in ("reshape", "transpose", "concat", "split", "slice", "permute_channels", "identity"):
+    _moves_bytes(_name)
+
+
+@int_ref("pad")
+def pad_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """Constant padding of a quantized tensor pads with the code of the (real) pad value."""
+    same_params(node, ins[:1], outs)
+    if node.attrs["mode"] != "constant":
+        return pad(node, x)
+    s, zp = scale_zp(outs[0])
+    code = zp + int(round_half_away_f32(np.float32(node.attrs["value"]) / np.float32(s)))
+    pads = node.attrs["pads"]
+    r = x[0].ndim
+    width = [(pads[i], pads[i + r]) for i in range(r)]  # type: ignore[index]
+    return [np.pad(x[0], width, constant_values=code)]

@@ -1,0 +1,187 @@
+"""TFLite importer: an int8 `.tflite` (the Keras → TFLiteConverter flow) with its quantization
+parameters exactly as they are, so tvc compiles what the user's converter produced.
+
+TFLite tensors are NHWC with static shapes; RESHAPE is taken from its output shape, so the
+SHAPE/STRIDED_SLICE/PACK glue Keras leaves for dynamic batch is never imported.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+from compiler.errors import IRError, ModelError, UsageError
+from compiler.ir.graph import Graph
+from compiler.ir.registry import make_node
+from compiler.ir.tensor import QParams, Tensor
+
+TFL_DTYPES = {
+    0: ("f32", np.float32),
+    2: ("i32", np.int32),
+    4: ("i64", np.int64),
+    9: ("i8", np.int8),
+    7: ("i16", np.int16),
+    6: ("bool", np.bool_),
+}
+ACTS = {0: "none", 1: "relu", 2: "clip", 3: "relu6"}
+
+
+class TFLiteImporter:
+    def __init__(self, blob: bytes, path: Path) -> None:
+        import tflite
+
+        self.tfl = tflite
+        self.path = path
+        try:
+            if len(blob) < 8 or blob[4:8] != b"TFL3":
+                raise ValueError("no TFL3 identifier")
+            self.model = tflite.Model.GetRootAsModel(blob, 0)
+            self.sg = self.model.Subgraphs(0)
+        except Exception as e:
+            raise ModelError(
+                f"{path}: not a valid TFLite model ({e})",
+                "check that the file was copied completely",
+            ) from None
+        name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "model"
+        self.graph = Graph(
+            name if not name[0].isdigit() else "m_" + name,
+            [],
+            [],
+            {},
+            [],
+            {"source_layout": "NHWC"},
+        )
+
+    # --- tensors -------------------------------------------------------------------------------
+    def tname(self, index: int) -> str:
+        return self.sg.Tensors(index).Name().decode() or f"t{index}"
+
+    def tensor(self, index: int) -> str:
+        """Import tensor `index` (once) and return its IR name."""
+        name = self.tname(index)
+        if name in self.graph.tensors:
+            return name
+        t = self.sg.Tensors(index)
+        if t.Type() not in TFL_DTYPES:
+            raise ModelError(
+                f"{self.path}: tensor {name!r} has unsupported TFLite type {t.Type()}",
+                "tvc imports int8/int16 quantized and float32 models",
+            )
+        dtype, np_dtype = TFL_DTYPES[t.Type()]
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        data = None
+        buf = self.model.Buffers(t.Buffer())
+        if buf is not None and buf.DataLength() > 0:
+            data = np.frombuffer(buf.DataAsNumpy().tobytes(), np_dtype).reshape(shape).copy()
+            data.setflags(write=False)
+        q = t.Quantization()
+        qparams = None
+        if q is not None and q.ScaleLength() > 0:
+            scales = tuple(float(s) for s in q.ScaleAsNumpy())
+            zps = (
+                tuple(int(z) for z in q.ZeroPointAsNumpy())
+                if q.ZeroPointLength()
+                else (0,) * len(scales)
+            )
+            axis = int(q.QuantizedDimension()) if len(scales) > 1 else None
+            qparams = QParams(scales, zps, axis)
+        layout = "NHWC" if len(shape) == 4 and data is None else None
+        self.graph.tensors[name] = Tensor(name, shape, dtype, layout, data, qparams)
+        return name
+
+    def const_data(self, index: int, op: str) -> np.ndarray:
+        data = self.graph.tensors[self.tensor(index)].data
+        if data is None:
+            self.fail(op, f"needs a constant tensor {self.tname(index)!r}")
+        return data  # type: ignore[return-value]
+
+    def fail(self, op: str, msg: str) -> NoReturn:
+        raise ModelError(f"{self.path}: operator {self._at} ({op}) {msg}")
+
+    # --- operators -----------------------------------------------------------------------------
+    def opname(self, op) -> str:  # type: ignore[no-untyped-def]
+        code = self.model.OperatorCodes(op.OpcodeIndex())
+        return self.tfl.opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+
+    def options(self, op, cls):  # type: ignore[no-untyped-def]
+        table = op.BuiltinOptions()
+        o = cls()
+        if table is not None:
+            o.Init(table.Bytes, table.Pos)
+        return o
+
+    def needed(self) -> list[int]:
+        """Operators the outputs depend on (RESHAPE depends on its data input only)."""
+        producer = {}
+        for i in range(self.sg.OperatorsLength()):
+            for o in self.sg.Operators(i).OutputsAsNumpy():
+                producer[int(o)] = i
+        want: set[int] = set()
+        stack = [int(o) for o in self.sg.OutputsAsNumpy()]
+        while stack:
+            t = stack.pop()
+            i = producer.get(t)
+            if i is None or i in want:
+                continue
+            want.add(i)
+            op = self.sg.Operators(i)
+            ins = [int(x) for x in op.InputsAsNumpy() if x >= 0]
+            stack.extend(ins[:1] if self.opname(op) == "RESHAPE" else ins)
+        return sorted(want)
+
+    def run(self) -> Graph:
+        from compiler.frontend.tflite_ops import HANDLERS
+
+        for i in self.sg.InputsAsNumpy():
+            name = self.tensor(int(i))
+            self.graph.inputs.append(name)
+        for i in self.needed():
+            op = self.sg.Operators(i)
+            kind = self.opname(op)
+            self._at = f"#{i}"
+            handler = HANDLERS.get(kind)
+            if handler is None:
+                raise ModelError(
+                    f"{self.path}: operator #{i} ({kind}) is not supported by tvc",
+                    "supported TFLite ops: " + ", ".join(sorted(HANDLERS)),
+                )
+            ins = [int(x) for x in op.InputsAsNumpy()]
+            outs = [self.tensor(int(x)) for x in op.OutputsAsNumpy()]
+            for name in outs:
+                self.graph.tensors[name].data = None
+            try:
+                handler(self, op, kind, ins, outs)
+            except IRError as e:
+                self.fail(kind, e.message)
+        self.graph.outputs = [self.tensor(int(o)) for o in self.sg.OutputsAsNumpy()]
+        self.graph.prune_tensors()
+        return self.graph
+
+    def emit(
+        self, kind: str, opname: str, inputs: list[str], outputs: list[str], **attrs: object
+    ) -> None:
+        self.graph.nodes.append(make_node(opname, inputs, outputs, f"{kind}{self._at}", **attrs))
+
+    def emit_act(self, kind: str, act_code: int, out: str) -> str:
+        """Name to write the op's raw result to: `out`, or a fresh tensor followed by a clamp
+        when the op (a pool) cannot carry a fused activation itself."""
+        if ACTS.get(act_code, "?") == "none":
+            return out
+        raw = self.graph.fresh_name(f"{out}/raw")
+        self.graph.tensors[raw] = self.graph.tensors[out].copy(name=raw)
+        lo, hi = {1: (0.0, float("inf")), 2: (-1.0, 1.0), 3: (0.0, 6.0)}[act_code]
+        self._pending = ("clip", [raw], [out], {"min": lo, "max": hi})
+        return raw
+
+    _at = "?"
+    _pending: tuple | None = None
+
+
+def load_tflite(path: str | Path) -> Graph:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return TFLiteImporter(path.read_bytes(), path).run()

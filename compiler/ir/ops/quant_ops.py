@@ -1,0 +1,54 @@
+"""The edges of a quantized graph: float → integer codes and back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import finish, scale_zp
+from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.tensor import Tensor
+from compiler.quant.fixedpoint import mbqm, quantize_multiplier, round_half_away_f32
+
+
+@op(
+    "quantize",
+    attrs={"to": AttrSpec("str", "i8", ("i8", "i16"))},
+    infer=lambda n, t, v: [TType(t[0].shape, str(n.attrs["to"]))],
+)
+def quantize(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """In a float run the edge is transparent; the integer reference does the real work."""
+    return [x[0]]
+
+
+@int_ref("quantize")
+def quantize_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite AffineQuantize: round(x / scale) (float32 division, half away) + zero point;
+    from integers, TFLite Requantize: one multiplier s_in / s_out."""
+    s, zp = scale_zp(outs[0])
+    if ins[0].dtype in ("i8", "i16"):
+        s_in, zp_in = scale_zp(ins[0])
+        m, sh = quantize_multiplier(s_in / s)
+        return [finish(mbqm(x[0].astype(np.int64) - zp_in, m, sh) + zp, outs[0])]
+    q = round_half_away_f32(x[0].astype(np.float32) / np.float32(s)) + zp
+    return [finish(q, outs[0])]
+
+
+@op(
+    "dequantize",
+    infer=lambda n, t, v: [TType(t[0].shape, "f32")],
+    dtypes=("i8", "i16"),
+)
+def dequantize(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [x[0].astype(np.float32)]
+
+
+@int_ref("dequantize")
+def dequantize_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """TFLite Dequantize: scale * (q - zero point) in double, rounded to float."""
+    s, zp = scale_zp(ins[0])
+    return [(s * (x[0].astype(np.float64) - zp)).astype(np.float32)]

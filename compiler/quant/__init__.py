@@ -1,0 +1,1 @@
+"""Quantization: integer arithmetic primitives, calibration, scale choice (affine, SeeDot)."""

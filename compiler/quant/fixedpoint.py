@@ -1,0 +1,225 @@
+"""Integer arithmetic of TFLite's reference kernels (and gemmlowp's fixed point), vectorized.
+
+Everything here is bit-exact with TFLite/CMSIS-NN by construction: int32 quantities are held in
+int64 numpy arrays, and every rounding step is the one those libraries take (C division
+truncates, std::round rounds half away from zero, right shifts are arithmetic).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+QRANGE = {"i8": (-128, 127), "i16": (-32768, 32767)}
+
+
+def round_half_away(x: float) -> int:
+    """std::round / TfLiteRound on a scalar."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def round_half_away_f32(x: np.ndarray) -> np.ndarray:
+    """std::round applied to float32 values (result exact in float32, returned as int64)."""
+    x = np.asarray(x, np.float32)
+    return (np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))).astype(np.int64)
+
+
+def wrap32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 range, as C's int32 arithmetic does on every target."""
+    return ((np.asarray(x, np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def trunc_div(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
+    """C integer division (truncates toward zero)."""
+    a = np.asarray(a, np.int64)
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (np.asarray(b) < 0), -q, q)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: real ≈ m * 2^(shift - 31) with m a Q31 in [2^30, 2^31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = round_half_away(q * (1 << 31))
+    if q_fixed == 1 << 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def quantize_multipliers(reals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).reshape(-1)]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+def srdhm(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """SaturatingRoundingDoublingHighMul (int32 × int32 → high int32 of the doubled product)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    overflow = (a == b) & (a == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = trunc_div(ab + nudge, 1 << 31)
+    return np.where(overflow, INT32_MAX, high)
+
+
+def rdbpot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """RoundingDivideByPOT: divide by 2^exponent rounding half away from zero."""
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def mbqm(x: np.ndarray, mult: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier (TFLite's double-rounding variant)."""
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    return rdbpot(srdhm(wrap32(np.asarray(x, np.int64) << left), mult), right)
+
+
+def mbqm_gt_one(x: np.ndarray, mult: int, left_shift: int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplierGreaterThanOne."""
+    return srdhm(wrap32(np.asarray(x, np.int64) << left_shift), mult)
+
+
+def mbqm_lt_one(x: np.ndarray, mult: int, left_shift: int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0)."""
+    return rdbpot(srdhm(x, mult), -left_shift)
+
+
+def saturating_rounding_mul_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT."""
+    x = np.asarray(x, np.int64)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rdbpot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+def rounding_half_sum(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    s = np.asarray(a, np.int64) + np.asarray(b, np.int64)
+    return trunc_div(s + np.where(s >= 0, 1, -1), 2)
+
+
+# --- gemmlowp fixed-point transcendentals (raw int32 values; F<n> has n integer bits) ---------
+
+
+def _exp_quarter(a: np.ndarray) -> np.ndarray:
+    """exp on [-1/4, 0) for F0 input, F0 output."""
+    constant_term = 1895147668
+    constant_1_over_3 = 715827883
+    x = a + (1 << 28)
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_mul_by_pot(x4, -2)
+    poly = saturating_rounding_mul_by_pot(srdhm(x4_over_4 + x3, constant_1_over_3) + x2, -1)
+    return constant_term + srdhm(constant_term, x + poly)
+
+
+_BARREL = (
+    (-2, 1672461947),
+    (-1, 1302514674),
+    (0, 790015084),
+    (1, 290630308),
+    (2, 39332535),
+    (3, 720401),
+    (4, 242),
+)
+
+
+def exp_on_negative_values(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp exp_on_negative_values: F<integer_bits> input <= 0, F0 output."""
+    a = np.asarray(a, np.int64)
+    frac = 31 - integer_bits
+    one_quarter = 1 << (frac - 2)
+    a_mod = (a & (one_quarter - 1)) - one_quarter
+    result = _exp_quarter(saturating_rounding_mul_by_pot(a_mod, integer_bits))
+    remainder = a_mod - a
+    for exponent, multiplier in _BARREL:
+        if integer_bits > exponent:
+            bit = 1 << (frac + exponent)
+            result = np.where((remainder & bit) != 0, srdhm(result, multiplier), result)
+    if integer_bits > 5:
+        clamp = -(1 << (36 - integer_bits))
+        result = np.where(a < clamp, 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: 1/(1+x) for F0 x in [0, 1), F0 output (Newton-Raphson in F2)."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = 1515870810 + srdhm(half_denominator, -1010580540)
+    for _ in range(3):
+        one_minus = (1 << 29) - srdhm(half_denominator, x)
+        x = x + saturating_rounding_mul_by_pot(srdhm(x, one_minus), 2)
+    return saturating_rounding_mul_by_pot(x, 1)
+
+
+def count_leading_zeros32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.int64) & 0xFFFFFFFF
+    bits = np.where(x == 0, 0, np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + 1)
+    return 32 - bits
+
+
+def get_reciprocal(x: np.ndarray, integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal: (F0 raw of 1/x scaled, num_bits_over_unit)."""
+    x = np.asarray(x, np.int64)
+    headroom_plus_one = count_leading_zeros32(x)
+    num_bits_over_unit = integer_digits - headroom_plus_one
+    shifted = wrap32(((x & 0xFFFFFFFF) << headroom_plus_one) - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted), num_bits_over_unit
+
+
+def softmax_params(beta: float, input_scale: float, integer_bits: int = 5) -> tuple[int, int, int]:
+    """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
+    real = min(beta * input_scale * (1 << (31 - integer_bits)), float((1 << 31) - 1))
+    mult, shift = quantize_multiplier(real)  # QuantizeMultiplierGreaterThanOne
+    radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
+    return mult, shift, -radius
+
+
+def act_bounds(
+    act_range: tuple[float, float] | None, scale: float, zp: int, dtype: str
+) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized: clamp bounds of a fused activation, in integers."""
+    qmin, qmax = QRANGE[dtype]
+    if act_range is None:
+        return qmin, qmax
+
+    def q(f: float) -> int:
+        return zp + int(round_half_away_f32(np.float32(f) / np.float32(scale)))
+
+    lo, hi = act_range
+    return (
+        qmin if lo == float("-inf") else max(qmin, q(lo)),
+        qmax if hi == float("inf") else min(qmax, q(hi)),
+    )
+
+
+def lut_int8(
+    in_scale: float,
+    in_zp: int,
+    out_scale: float,
+    out_zp: int,
+    fn: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """TFLite LUTPopulate<int8>: table[q + 128] in float32 arithmetic, as the kernel builds it."""
+    q = np.arange(-128, 128, dtype=np.int64)
+    deq = np.float32(in_scale) * (q - in_zp).astype(np.float32)
+    transformed = fn(deq).astype(np.float32)
+    rescaled = round_half_away_f32(transformed * (np.float32(1) / np.float32(out_scale)))
+    return np.clip(rescaled + out_zp, -128, 127)

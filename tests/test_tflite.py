@@ -1,0 +1,89 @@
+"""The int8 oracle: Keras models converted by TFLiteConverter (full int8) and imported by tvc
+run bit-exact with tf.lite.Interpreter's reference kernels (what CMSIS-NN and TFLM match)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tvc_models.keras_zoo import MODELS, build_tflite, reference_interpreter
+
+from compiler.errors import ModelError
+from compiler.frontend.tflite import load_tflite
+from compiler.ir.interpreter import run_graph
+from compiler.passes.manager import STAGES, run_passes
+
+N_INPUTS = 32
+
+
+@pytest.fixture(scope="module")
+def tflite_file(tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("tflite")
+    cache: dict[str, object] = {}
+
+    def get(name: str):  # type: ignore[no-untyped-def]
+        if name not in cache:
+            path = root / f"{name}.tflite"
+            path.write_bytes(build_tflite(name))
+            cache[name] = path
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_integer_interpreter_is_bit_exact_with_tflite(tflite_file, name: str) -> None:
+    path = tflite_file(name)
+    interp = reference_interpreter(path.read_bytes())
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    graph = load_tflite(path)
+    graphs = {stage: run_passes(graph, stage) for stage in STAGES}
+    rng = np.random.default_rng(1234)
+    for _ in range(N_INPUTS):
+        x = rng.integers(-128, 128, inp["shape"], dtype=np.int64).astype(np.int8)
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        ref = interp.get_tensor(out["index"])
+        for stage, g in graphs.items():
+            ours = run_graph(g, {g.inputs[0]: x})[g.outputs[0]]
+            assert ours.dtype == np.int8
+            np.testing.assert_array_equal(ours, ref, err_msg=f"after {stage}")
+
+
+def test_quantization_parameters_are_imported_as_they_are(tflite_file) -> None:
+    g = load_tflite(tflite_file("depthwise"))
+    dw = g.nodes[0]
+    w = g.tensors[dw.inputs[1]]
+    assert dw.op == "conv2d" and dw.attrs["groups"] == 8 and w.shape == (16, 3, 3, 1)
+    assert w.qparams is not None and w.qparams.axis == 0 and len(w.qparams.scale) == 16
+    assert g.tensors[dw.inputs[2]].dtype == "i32"
+    x = g.tensors[g.inputs[0]]
+    assert x.dtype == "i8" and x.layout == "NHWC" and x.qparams is not None
+
+
+def test_bad_tflite_files_are_refused_cleanly(tmp_path, tflite_file) -> None:
+    blob = tflite_file("conv").read_bytes()
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(blob[:200])
+    with pytest.raises(ModelError, match="not a valid TFLite model|cut.tflite"):
+        load_tflite(bad)
+
+
+def test_unsupported_tflite_operator_names_it(tmp_path) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2))
+    model = keras.Model(inp, keras.layers.UpSampling2D(2, interpolation="bilinear")(inp))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.ones((1, 8, 8, 2), np.float32)] for _ in range(4))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path / "up.tflite"
+    path.write_bytes(conv.convert())
+    with pytest.raises(
+        ModelError, match=r"up.tflite: operator #\d+ \(RESIZE_BILINEAR\) is not supported"
+    ):
+        load_tflite(path)

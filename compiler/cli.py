@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler import __version__
-from compiler.errors import EXIT_INTERNAL, TvcError
+from compiler.errors import EXIT_INTERNAL, TvcError, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,14 +38,60 @@ def _parser() -> argparse.ArgumentParser:
     ir.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     ir.add_argument("-o", "--output", type=Path, help="write to a file instead of stdout")
 
+    comp = sub.add_parser(
+        "compile", help="quantize a model for a board and write the output directory"
+    )
+    comp.add_argument("model", help="model file (.onnx, .tflite, or IR text)")
+    comp.add_argument("--target", required=True, metavar="BOARD", help="board (see tvc boards)")
+    comp.add_argument("--out", help="output directory (default build/NAME)")
+    comp.add_argument("--name", help="C name prefix (default: the model file's name)")
+    comp.add_argument("--ram", help="RAM budget, e.g. 192k (default: the board's RAM)")
+    comp.add_argument("--flash", help="flash budget, e.g. 1m (default: the board's flash)")
+    comp.add_argument(
+        "--calib", help="calibration data: .npy/.npz (model layout), image folder, or 'random'"
+    )
+    comp.add_argument(
+        "--val", help="validation data for the accuracy report (default: the calibration data)"
+    )
+    comp.add_argument(
+        "--quant",
+        default="affine",
+        choices=("affine", "seedot"),
+        help="scheme (default: %(default)s)",
+    )
+    comp.add_argument(
+        "--bits",
+        default="8",
+        choices=("8", "16", "auto"),
+        help="integer width (seedot: 8, 16 or auto)",
+    )
+    comp.add_argument(
+        "--mean", type=_floats, help="per-channel mean for image folders, e.g. 0.5,0.5,0.5"
+    )
+    comp.add_argument("--std", type=_floats, help="per-channel std for image folders")
+    comp.add_argument(
+        "--percentile", type=float, help="clip calibration ranges at this percentile (e.g. 99.99)"
+    )
+    comp.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
+
+    sub.add_parser("boards", help="list the boards tvc knows")
+
+    rep = sub.add_parser("report", help="print the summary of a compile output directory")
+    rep.add_argument("outdir", type=Path)
+
     run = sub.add_parser("run", help="run a model on input arrays (in the model's own layout)")
-    run.add_argument("model", help="model file (.onnx, or IR text)")
+    run.add_argument(
+        "model", help="model file (.onnx, .tflite, IR text) or a tvc compile output directory"
+    )
     run.add_argument(
         "--input", required=True, type=Path, help=".npy (one input) or .npz by input name"
     )
     run.add_argument("--output", type=Path, help="write outputs: .npy (one output) or .npz")
     run.add_argument(
-        "--engine", default="float", choices=("float",), help="who computes (default: %(default)s)"
+        "--engine",
+        default="float",
+        choices=("float", "int"),
+        help="float reference, or the bit-exact integer interpreter (default: %(default)s)",
     )
     run.add_argument(
         "--after",
@@ -55,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     return p
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.5,0.5,0.5, got {text!r}"
+        ) from None
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -82,11 +137,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from compiler.ir.interpreter import run_graph
-    from compiler.runio import from_graph_layout, read_inputs, to_graph_layout, write_outputs
+    from compiler.runio import (
+        dequantize_outputs,
+        from_graph_layout,
+        quantize_inputs,
+        read_inputs,
+        to_graph_layout,
+        write_outputs,
+    )
 
     graph = _load(args)
-    feeds = to_graph_layout(graph, read_inputs(graph, args.input))
-    outs = from_graph_layout(graph, run_graph(graph, feeds))
+    quantized = any(t.dtype in ("i8", "i16") for t in graph.tensors.values() if not t.is_const)
+    if args.engine == "float" and quantized:
+        raise UsageError(f"{args.model}: this model is quantized; run it with --engine int")
+    if args.engine == "int" and not quantized:
+        raise UsageError(
+            f"{args.model}: this model is float; the integer engine runs a compiled model",
+            "tvc compile MODEL --target BOARD --calib DATA --out DIR; "
+            "then tvc run DIR --engine int",
+        )
+    feeds = quantize_inputs(graph, to_graph_layout(graph, read_inputs(graph, args.input)))
+    outs = from_graph_layout(graph, dequantize_outputs(graph, run_graph(graph, feeds)))
     if args.output:
         write_outputs(args.output, outs)
     table = Table(title=f"{graph.name}: outputs ({args.engine} engine)")
@@ -105,7 +176,76 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ir": cmd_ir, "run": cmd_run}
+def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.compile import CompileOptions, compile_model
+    from compiler.frontend.onnx import parse_input_shapes
+    from compiler.tools.report import summary_text
+
+    opts = CompileOptions(
+        model=args.model,
+        target=args.target,
+        out=args.out,
+        name=args.name,
+        calib=args.calib,
+        val=args.val,
+        quant=args.quant,
+        bits=args.bits,
+        mean=args.mean,
+        std=args.std,
+        percentile=args.percentile,
+        ram=args.ram,
+        flash=args.flash,
+        input_shapes=parse_input_shapes(args.input_shape),
+        progress=sys.stderr.isatty(),
+    )
+    out, report = compile_model(opts)
+    sys.stdout.write(summary_text(report))
+    print(f"wrote {out}/")
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from compiler.tools.boards import all_boards
+
+    table = Table(title="boards")
+    for col in ("name", "cpu", "DSP", "clock", "RAM", "flash", "emulator"):
+        table.add_column(col, no_wrap=True)
+    for b in all_boards().values():
+        table.add_row(
+            b.name,
+            b.cpu,
+            "yes" if b.dsp else "no",
+            f"{b.clock_hz / 1e6:g} MHz",
+            f"{b.total('ram') // 1024} KB",
+            f"{b.total('flash') // 1024} KB",
+            b.emulator or "-",
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from compiler.tools.report import summary_text
+
+    path = args.outdir / "report.json"
+    if not path.is_file():
+        raise UsageError(f"{args.outdir}: no report.json (not a tvc compile output directory)")
+    sys.stdout.write(summary_text(json.loads(path.read_text())))
+    return 0
+
+
+COMMANDS = {
+    "ir": cmd_ir,
+    "run": cmd_run,
+    "compile": cmd_compile,
+    "boards": cmd_boards,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

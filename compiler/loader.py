@@ -13,7 +13,13 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
-        raise UsageError(f"{path}: is a directory; give a model file (.onnx or IR text)")
+        irs = sorted(path.glob("*.tvcir"))
+        if len(irs) != 1:
+            raise UsageError(
+                f"{path}: is a directory without one compiled model (*.tvcir)",
+                "give a model file (.onnx, .tflite, IR text) or a tvc compile output directory",
+            )
+        path = irs[0]
     with path.open("rb") as f:
         head = f.read(64)
     if head[4:8] == b"TFL3":

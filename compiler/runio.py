@@ -67,3 +67,29 @@ def write_outputs(path: str | Path, outs: dict[str, np.ndarray]) -> None:
         np.savez(path, **outs)
     else:
         np.save(path, next(iter(outs.values())))
+
+
+def quantize_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float arrays onto integer graph inputs, as firmware does with the header's macros
+    (round(x / scale) + zero point, saturated). Integer arrays pass as they are."""
+    from compiler.ir.ops.quant_ops import quantize_int
+
+    out = {}
+    for k, v in feeds.items():
+        t = graph.tensors[k]
+        if t.dtype in ("i8", "i16") and np.asarray(v).dtype.kind == "f":
+            out[k] = quantize_int(None, [np.asarray(v, np.float32)], [t.copy(dtype="f32")], [t])[0]  # type: ignore[arg-type]
+        else:
+            out[k] = v
+    return out
+
+
+def dequantize_outputs(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from compiler.ir.ops.quant_ops import dequantize_int
+
+    return {
+        k: dequantize_int(None, [v], [graph.tensors[k]], [])[0]
+        if graph.tensors[k].dtype in ("i8", "i16")
+        else v  # type: ignore[arg-type]
+        for k, v in outs.items()
+    }

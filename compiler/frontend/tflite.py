@@ -52,7 +52,7 @@ class TFLiteImporter:
             [],
             {},
             [],
-            {"source_layout": "NHWC"},
+            {"source_layout": "NHWC", "layout": "NHWC"},
         )
 
     # --- tensors -------------------------------------------------------------------------------

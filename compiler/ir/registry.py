@@ -60,6 +60,8 @@ class OpDef:
     layout_sensitive: bool = False
     doc: str = field(default="")
     run_int: RunIntFn | None = None
+    # multiply-accumulates of one execution, from input and output types (0: not a MAC op)
+    macs: Callable[[Node, list[TType], list[TType]], int] | None = None
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -74,6 +76,7 @@ def op(
     infer: InferFn,
     dtypes: Sequence[str] = ("f32",),
     layout_sensitive: bool = False,
+    macs: Callable[[Node, list[TType], list[TType]], int] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated float reference together with the op's schema and inference."""
 
@@ -93,6 +96,7 @@ def op(
             tuple(dtypes),
             layout_sensitive,
             (run.__doc__ or "").strip(),
+            macs=macs,
         )
         return run
 

@@ -331,9 +331,11 @@ def _to_nhwc(graph: Graph) -> Graph:
 
 def to_nhwc(graph: Graph) -> Graph:
     """The layout stage: rewrite to NHWC, drop the aliases it leaves, fold channel shuffles."""
-    if graph.meta.get("source_layout") == "NHWC":
-        return graph  # TFLite: already what the kernels want
-    return dce(fold_permutation(remove_noops(_to_nhwc(graph))))
+    if graph.meta.get("layout") == "NHWC":
+        return graph  # already laid out (TFLite imports, compiled graphs read back)
+    g = dce(fold_permutation(remove_noops(_to_nhwc(graph))))
+    g.meta["layout"] = "NHWC"
+    return g
 
 
 def layout_boundary(graph: Graph) -> dict[str, tuple[int, ...]]:

@@ -7,7 +7,7 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._util import same
-from compiler.ir.registry import AttrSpec, int_ref, op
+from compiler.ir.registry import AttrSpec, get_op, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.quant import fixedpoint as fx
 
@@ -182,3 +182,21 @@ def softmax_int(
     recip, over = fx.get_reciprocal(total, 12)
     out = fx.rdbpot(fx.srdhm(recip, exps), over + 31 - 8) - 128
     return [np.where(valid, np.clip(out, -128, 127), -128).astype(np.int8)]
+
+
+def _pointwise_lut(name: str) -> None:
+    """int8 of any pointwise float op: a 256-entry table of the float reference, evaluated on
+    every input code (our kernel; TFLite has no int8 kernel for these, or a different one)."""
+    float_run = get_op(name).run
+
+    def run_int(
+        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+    ) -> list[np.ndarray]:
+        return [_lut_int(lambda v: float_run(node, [v])[0], x[0], ins, outs)]
+
+    run_int.__doc__ = f"int8 {name} by lookup table"
+    int_ref(name)(run_int)
+
+
+for _name in ("hard_swish", "hard_sigmoid", "leaky_relu"):
+    _pointwise_lut(_name)

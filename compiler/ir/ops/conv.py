@@ -67,6 +67,7 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
     inputs=(2, 3),
     infer=_infer,
     layout_sensitive=True,
+    macs=lambda n, i, o: int(np.prod(o[0].shape)) * int(np.prod(i[1].shape[1:])),
 )
 def conv2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     layout = str(node.attrs["layout"])

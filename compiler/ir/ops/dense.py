@@ -22,7 +22,13 @@ def _infer_dense(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list
     return [TType((*x[:-1], w[0]), t[0].dtype)]
 
 
-@op("dense", attrs=dict(FUSED_ACT_ATTRS), inputs=(2, 3), infer=_infer_dense)
+@op(
+    "dense",
+    attrs=dict(FUSED_ACT_ATTRS),
+    inputs=(2, 3),
+    infer=_infer_dense,
+    macs=lambda n, i, o: int(np.prod(o[0].shape)) * i[1].shape[1],
+)
 def dense(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """y = x @ W^T + b over the last axis (Gemm with transB=1, PyTorch Linear)."""
     y = x[0] @ x[1].T

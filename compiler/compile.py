@@ -1,0 +1,119 @@
+"""`tvc compile`: model → quantized graph (+ later C) in an output directory, with a report.
+
+The directory is written whole or not at all: everything goes to a temporary sibling that is
+renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compiler.errors import UsageError
+from compiler.ir.graph import Graph
+from compiler.ir.text import print_graph
+from compiler.ir.verify import verify
+from compiler.loader import load_model
+from compiler.passes.manager import run_passes
+from compiler.quant.accuracy import evaluate
+from compiler.quant.calibrate import load_samples, observe_ranges
+from compiler.tools.boards import get_board, parse_size
+from compiler.tools.report import layer_table, summary_text, write_report
+
+
+@dataclass
+class CompileOptions:
+    model: str
+    target: str
+    out: str | None = None
+    name: str | None = None
+    calib: str | None = None
+    val: str | None = None
+    quant: str = "affine"
+    bits: str = "8"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    percentile: float | None = None
+    ram: str | None = None
+    flash: str | None = None
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    progress: bool = False
+
+
+def c_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_").lower() or "model"
+    return name if not name[0].isdigit() else "m_" + name
+
+
+def quantize(
+    graph: Graph, opts: CompileOptions
+) -> tuple[Graph, dict[str, object] | None, dict[str, object]]:
+    """(quantized graph, accuracy or None, quant details). Imported int8 graphs pass through."""
+    if any(graph.tensors[i].dtype in ("i8", "i16") for i in graph.inputs):
+        return graph, None, {"scheme": "imported"}
+    samples = load_samples(graph, opts.calib, mean=opts.mean, std=opts.std)
+    val = (
+        load_samples(graph, opts.val, mean=opts.mean, std=opts.std, what="--val")
+        if opts.val
+        else samples
+    )
+    if opts.quant == "affine":
+        from compiler.passes.quantize_affine import quantize_affine
+
+        if opts.bits not in ("8", "auto"):
+            raise UsageError(
+                "--quant affine is int8 (TFLite's scheme); use --quant seedot for 16 bits"
+            )
+        ranges = observe_ranges(graph, samples, opts.percentile, opts.progress)
+        q = quantize_affine(graph, ranges)
+        details: dict[str, object] = {
+            "scheme": "affine",
+            "bits": 8,
+            "calibration_samples": len(samples),
+            "observer": f"percentile {opts.percentile}" if opts.percentile else "minmax",
+        }
+    elif opts.quant == "seedot":
+        from compiler.passes.quantize_seedot import search_seedot
+
+        q, details = search_seedot(graph, samples, val, opts.bits, opts.progress)
+    else:
+        raise UsageError(f"--quant {opts.quant!r}: choose affine or seedot")
+    verify(q, "quantize")
+    return q, evaluate(graph, q, val), details
+
+
+def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
+    board = get_board(opts.target)
+    graph = run_passes(load_model(opts.model, opts.input_shapes), "layout")
+    name = c_name(opts.name or graph.name)
+    out = Path(opts.out or f"build/{name}")
+    q, accuracy, details = quantize(graph, opts)
+    q.name = name
+    report: dict[str, object] = {
+        "model": str(opts.model),
+        "name": name,
+        "target": board.name,
+        "quant": details.get("scheme"),
+        "quantization": details,
+        "ram": {"budget_bytes": parse_size(opts.ram) if opts.ram else board.total("ram")},
+        "flash": {"budget_bytes": parse_size(opts.flash) if opts.flash else board.total("flash")},
+        "accuracy": {k: v for k, v in (accuracy or {}).items() if k != "per_tensor_sqnr_db"}
+        or None,
+        "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / f"{name}.tvcir").write_text(print_graph(q, full=True))
+        write_report(tmp / "report.json", report)
+        (tmp / "summary.txt").write_text(summary_text(report))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out, report

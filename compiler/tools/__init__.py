@@ -1,0 +1,1 @@
+"""Toolchain discovery, boards, reports."""

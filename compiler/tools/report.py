@@ -1,0 +1,71 @@
+"""report.json and the human summary beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compiler.ir.graph import Graph
+from compiler.ir.registry import TType, get_op
+
+
+def layer_table(
+    graph: Graph, per_tensor_sqnr: dict[str, float | None] | None = None
+) -> list[dict[str, object]]:
+    rows = []
+    for n in graph.nodes:
+        d = get_op(n.op)
+        ins = [TType(graph.tensors[i].shape, graph.tensors[i].dtype) for i in n.inputs]
+        outs = [TType(graph.tensors[o].shape, graph.tensors[o].dtype) for o in n.outputs]
+        row: dict[str, object] = {
+            "name": n.label,
+            "op": n.op,
+            "macs": d.macs(n, ins, outs) if d.macs else 0,
+            "output_bytes": sum(graph.tensors[o].nbytes for o in n.outputs),
+            "output_dtype": graph.tensors[n.outputs[0]].dtype,
+        }
+        if per_tensor_sqnr is not None:
+            row["sqnr_db"] = per_tensor_sqnr.get(n.outputs[0])
+        rows.append(row)
+    return rows
+
+
+def write_report(path: Path, report: dict[str, object]) -> None:
+    path.write_text(json.dumps(report, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def _jsonable(x: object) -> object:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    raise TypeError(f"not JSON serializable: {type(x)}")
+
+
+def summary_text(report: dict[str, object]) -> str:
+    acc = report.get("accuracy") or {}
+    layers = report.get("layers", [])
+    lines = [
+        f"model    {report['model']}  ->  {report['name']}",
+        f"target   {report['target']}",
+        f"quant    {report['quant']}",
+        f"layers   {len(layers)} nodes, {sum(int(r['macs']) for r in layers):,} MACs",  # type: ignore[call-overload, index, union-attr]
+    ]
+    if acc:
+        top1 = acc.get("top1_agreement")  # type: ignore[union-attr]
+        lines.append(
+            f"accuracy vs float on {acc.get('samples')} samples: SQNR {acc.get('sqnr_db')} dB"  # type: ignore[union-attr]
+            + (f", top-1 agreement {100 * top1:.1f}%" if top1 is not None else "")
+        )
+        worst = sorted(
+            (r for r in layers if r.get("sqnr_db") is not None),  # type: ignore[union-attr]
+            key=lambda r: r["sqnr_db"],  # type: ignore[index]
+        )[:3]
+        if worst:
+            lines.append(
+                "lowest per-layer SQNR: "
+                + ", ".join(f"{r['name']} ({r['op']}) {r['sqnr_db']} dB" for r in worst)
+            )  # type: ignore[index]
+    return "\n".join(lines) + "\n"

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--bits",
         default="8",
-        choices=("8", "16", "auto"),
-        help="integer width (seedot: 8, 16 or auto)",
+        choices=("8", "16"),
+        help="integer width: affine is 8; seedot 8 or 16",
     )
     comp.add_argument(
         "--mean", type=_floats, help="per-channel mean for image folders, e.g. 0.5,0.5,0.5"

@@ -78,6 +78,8 @@ def quantize(
     elif opts.quant == "seedot":
         from compiler.passes.quantize_seedot import search_seedot
 
+        if opts.bits not in ("8", "16"):
+            raise UsageError("--quant seedot takes --bits 8 or 16")
         q, details = search_seedot(graph, samples, val, opts.bits, opts.progress)
     else:
         raise UsageError(f"--quant {opts.quant!r}: choose affine or seedot")

@@ -14,7 +14,7 @@ import numpy as np
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
-QRANGE = {"i8": (-128, 127), "i16": (-32768, 32767)}
+QRANGE = {"i8": (-128, 127), "i16": (-32768, 32767), "i32": (-(1 << 31), (1 << 31) - 1)}
 
 
 def round_half_away(x: float) -> int:

@@ -26,6 +26,11 @@ def scale_zp(t: Tensor) -> tuple[float, int]:
     return float(q.scale[0]), int(q.zero_point[0])
 
 
+def pow2_exp(t: Tensor) -> int | None:
+    """The exponent of a SeeDot-style tensor (value = q * 2^exp), None for affine ones."""
+    return None if t.qparams is None else t.qparams.exp
+
+
 def channel_scales(t: Tensor) -> np.ndarray:
     q = qp(t)
     return np.asarray(q.scale, np.float64)

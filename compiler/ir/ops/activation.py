@@ -140,8 +140,15 @@ def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
 
 
 def _lut_int(fn, x: np.ndarray, ins: list[Tensor], outs: list[Tensor]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    from compiler.ir.ops._qutil import pow2_exp
+    from compiler.quant.seedot import pointwise
+
+    e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
+    if e_in is not None and e_out is not None:
+        dt = np.int8 if outs[0].dtype == "i8" else np.int16
+        return pointwise(fn, x, e_in, e_out, outs[0].dtype).astype(dt)
     if outs[0].dtype != "i8":
-        raise IRError("sigmoid/tanh integer kernels are int8 lookup tables")
+        raise IRError("affine pointwise integer kernels are int8 lookup tables")
     (si, zi), (so, zo) = _scale_zp(ins[0]), _scale_zp(outs[0])
     table = fx.lut_int8(si, zi, so, zo, fn)
     return table[x.astype(np.int64) + 128].astype(np.int8)
@@ -169,6 +176,11 @@ def softmax_int(
     """TFLite reference int8 Softmax: gemmlowp fixed-point exp of scaled differences to the
     row max, a fixed-point reciprocal of their sum; output scale 1/256, zero point -128."""
     axis = int(node.attrs["axis"]) % x[0].ndim  # type: ignore[arg-type]
+    from compiler.ir.ops._qutil import pow2_exp
+
+    e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
+    if e_in is not None and e_out is not None:
+        return [_softmax_pow2(node, x[0], e_in, e_out, outs[0].dtype, axis)]
     if axis != x[0].ndim - 1 or outs[0].dtype != "i8":
         raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
     si, _ = _scale_zp(ins[0])
@@ -200,3 +212,28 @@ def _pointwise_lut(name: str) -> None:
 
 for _name in ("hard_swish", "hard_sigmoid", "leaky_relu"):
     _pointwise_lut(_name)
+
+
+def _softmax_pow2(
+    node: Node, x: np.ndarray, e_in: int, e_out: int, dtype: str, axis: int
+) -> np.ndarray:
+    """SeeDot softmax: exp of (x - max) by the pointwise table into Q0.15, an int32 sum, one
+    rounded integer division per element into the output exponent."""
+    from compiler.quant.fixedpoint import trunc_div
+    from compiler.quant.seedot import pointwise, saturate
+
+    beta = np.float32(node.attrs["beta"])
+    v = x.astype(np.int64)
+    bits = 16 if dtype == "i16" else 8
+    diff = np.maximum(v - v.max(axis=axis, keepdims=True), -(1 << (bits - 1)))
+    e = pointwise(
+        lambda t: np.exp(t.astype(np.float64) * beta).astype(np.float32),
+        diff,
+        e_in,
+        -(bits - 1),
+        dtype,
+    )
+    total = e.sum(axis=axis, keepdims=True)
+    num = e << (-e_out)
+    out = trunc_div(num + total // 2, np.maximum(total, 1))
+    return saturate(out, dtype).astype(np.int8 if dtype == "i8" else np.int16)

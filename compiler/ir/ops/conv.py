@@ -10,12 +10,13 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import channel_scales, finish, qp, scale_zp
+from compiler.ir.ops._qutil import channel_scales, finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.quant.fixedpoint import mbqm, quantize_multipliers
+from compiler.quant.seedot import shift_round
 
 CONV_ATTRS = {
     "kernel": AttrSpec("ints"),
@@ -105,7 +106,7 @@ def conv2d_int(
     s_x, z_x = scale_zp(ins[0])
     s_w = channel_scales(ins[1])
     s_y, _ = scale_zp(outs[0])
-    if any(z != 0 for z in qp(ins[1]).zero_point):
+    if pow2_exp(ins[1]) is None and any(z != 0 for z in qp(ins[1]).zero_point):
         raise IRError(f"conv2d {node.label}: weights must be symmetric (zero point 0)")
     pt, pl, pb, pr = a["pad"]  # type: ignore[misc]
     xin = np.pad(x[0].astype(np.float64) - z_x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -127,6 +128,11 @@ def conv2d_int(
     acc = acc.astype(np.int64)
     if len(x) == 3:
         acc = acc + x[2].astype(np.int64)
+    e_x = pow2_exp(ins[0])
+    if e_x is not None:  # SeeDot: exponents add; one rounding shift to the output's
+        e_acc = e_x + int(pow2_exp(ins[1]))  # type: ignore[arg-type]
+        shifted = shift_round(acc, int(pow2_exp(outs[0])) - e_acc)  # type: ignore[arg-type]
+        return [finish(shifted, outs[0], act_range(a))]
     mult, shift = quantize_multipliers(s_x * np.broadcast_to(s_w, (o,)) / s_y)
     _, z_y = scale_zp(outs[0])
     return [finish(mbqm(acc, mult, shift) + z_y, outs[0], act_range(a))]

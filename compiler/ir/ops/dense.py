@@ -6,11 +6,12 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import finish, qp, scale_zp
+from compiler.ir.ops._qutil import finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.quant.fixedpoint import mbqm, quantize_multipliers
+from compiler.quant.seedot import shift_round
 
 
 def _infer_dense(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
@@ -61,6 +62,14 @@ def dense_int(
     """TFLite FullyConnected. Per-tensor weights: integer multiplier and shift. Per-channel
     weights: TFLite's reference kernel requantizes in double, round(acc * s_x*s_w/s_y), and so
     do we (TFLite Micro and CMSIS-NN use integer multipliers there and can differ by one)."""
+    e_x = pow2_exp(ins[0])
+    if e_x is not None:  # SeeDot: exponents add; one rounding shift to the output's
+        acc = (x[0].astype(np.float64) @ x[1].astype(np.float64).T).astype(np.int64)
+        if len(x) == 3:
+            acc = acc + x[2].astype(np.int64)
+        e_acc = e_x + int(pow2_exp(ins[1]))  # type: ignore[arg-type]
+        shifted = shift_round(acc, int(pow2_exp(outs[0])) - e_acc)  # type: ignore[arg-type]
+        return [finish(shifted, outs[0], act_range(node.attrs))]
     s_x, z_x = scale_zp(ins[0])
     q_w = qp(ins[1])
     s_w = np.asarray(q_w.scale, np.float64)

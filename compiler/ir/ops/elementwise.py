@@ -11,11 +11,12 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import finish, scale_zp
+from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.quant.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
+from compiler.quant.seedot import shift_round
 
 NUMERIC = ("f32", "i32", "i64")
 
@@ -62,7 +63,11 @@ def _add_sub_int(sign: int) -> Callable[..., list[np.ndarray]]:
         node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
     ) -> list[np.ndarray]:
         """TFLite int8 Add: both inputs to a common 2x-max scale with 20 bits of headroom,
-        summed, requantized to the output scale."""
+        summed, requantized to the output scale. SeeDot: align both exponents to the output's."""
+        e1, e2, eo = pow2_exp(ins[0]), pow2_exp(ins[1]), pow2_exp(outs[0])
+        if e1 is not None and e2 is not None and eo is not None:
+            total = shift_round(x[0], eo - e1) + sign * shift_round(x[1], eo - e2)
+            return [finish(total, outs[0], act_range(node.attrs))]
         (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
         left = ADD_LEFT_SHIFT[outs[0].dtype]
         twice_max = 2.0 * max(s1, s2)
@@ -85,7 +90,12 @@ int_ref("sub")(_add_sub_int(-1))
 def mul_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
-    """TFLite int8 Mul: product of offset inputs, one requantization by s1*s2/s_out."""
+    """TFLite int8 Mul: product of offset inputs, one requantization by s1*s2/s_out.
+    SeeDot: the product's exponent is the sum; one rounding shift to the output's."""
+    e1, e2, eo = pow2_exp(ins[0]), pow2_exp(ins[1]), pow2_exp(outs[0])
+    if e1 is not None and e2 is not None and eo is not None:
+        prod = x[0].astype(np.int64) * x[1].astype(np.int64)
+        return [finish(shift_round(prod, eo - e1 - e2), outs[0], act_range(node.attrs))]
     (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
     m, sh = quantize_multiplier(s1 * s2 / so)
     prod = (x[0].astype(np.int64) - z1) * (x[1].astype(np.int64) - z2)

@@ -39,8 +39,13 @@ links=()
 stamp=.venv/.tvc-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing tvc and its test dependencies into .venv (first time: a few minutes)"
-    .venv/bin/pip install -q "${links[@]}" --upgrade pip
-    .venv/bin/pip install -q "${links[@]}" -e ".[test]"
+    log=.venv/setup.log
+    if ! { .venv/bin/pip install -q "${links[@]}" --upgrade pip &&
+           .venv/bin/pip install -q "${links[@]}" -e ".[test]"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        say "pip failed; the full log is $log"
+        exit 1
+    fi
     touch "$stamp"
 fi
 say "ready: $(.venv/bin/tvc --version)"

@@ -1,7 +1,9 @@
 """Build the bundled example: a small mask classifier (depthwise-separable CNN, 64x64 RGB,
 3 classes), trained briefly on synthetic images so its activations look like a real model's.
 
-Deterministic: fixed seeds, one thread. Writes examples/mask_cnn.onnx and examples/mask_sample.npy.
+Deterministic: fixed seeds, one thread. Writes examples/mask_cnn.onnx, examples/mask_sample.npy
+and 32 calibration + 32 validation images as JPEG (examples/mask_calib/, examples/mask_val/), the
+way camera captures reach a user (normalize with --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5).
 Run: .venv/bin/python tools/build_example.py
 """
 
@@ -39,6 +41,15 @@ class MaskCNN(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+def save_images(folder: Path, images: np.ndarray) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        rgb = np.round((img.transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{i:03d}.jpg", quality=90)
+
+
 def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -63,6 +74,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     export(model, (1, 3, 64, 64), OUT / "mask_cnn.onnx", "torchscript")
     np.save(OUT / "mask_sample.npy", xv[:1])
+    for folder, seed in (("mask_calib", 3), ("mask_val", 4)):
+        save_images(OUT / folder, mask_images(32, seed=seed)[0])
     print(f"wrote {OUT / 'mask_cnn.onnx'} ({(OUT / 'mask_cnn.onnx').stat().st_size} bytes)")
 
 

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Benchmarks (not part of the test suite): pytest-benchmark, results under benchmarks/results/.
+set -euo pipefail
+cd "$(dirname "$0")"
+./setup.sh
+mkdir -p benchmarks/results
+exec .venv/bin/python -m pytest benchmarks -q -p no:randomly \
+    --benchmark-json benchmarks/results/quantize.json --benchmark-columns=min,mean,max,rounds "$@"

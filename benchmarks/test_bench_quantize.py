@@ -6,8 +6,6 @@ calibration must do). Run: ./bench.sh (writes benchmarks/results/quantize.json).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnxruntime as ort
 import pytest
 import torch
@@ -42,11 +40,15 @@ def test_baseline_onnxruntime_32_images(benchmark, setup) -> None:  # type: igno
 
 def test_affine_calibrate_and_quantize(benchmark, setup) -> None:  # type: ignore[no-untyped-def]
     _, graph, calib, _ = setup
-    q = benchmark.pedantic(lambda: quantize_affine(graph, observe_ranges(graph, calib)), rounds=3, iterations=1)
+    q = benchmark.pedantic(
+        lambda: quantize_affine(graph, observe_ranges(graph, calib)), rounds=3, iterations=1
+    )
     assert all(t.dtype == "i8" for t in q.tensors.values() if not t.is_const)
 
 
 def test_seedot16_search(benchmark, setup) -> None:  # type: ignore[no-untyped-def]
     _, graph, calib, val = setup
-    q, details = benchmark.pedantic(lambda: search_seedot(graph, calib, val, "16"), rounds=1, iterations=1)
+    q, details = benchmark.pedantic(
+        lambda: search_seedot(graph, calib, val, "16"), rounds=1, iterations=1
+    )
     assert details["bits"] == 16

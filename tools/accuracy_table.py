@@ -27,7 +27,15 @@ def main() -> None:
     x, _ = mask_images(96, seed=11)
     calib = [{"x": x[i : i + 1]} for i in range(32)]
     val = [{"x": x[i : i + 1]} for i in range(32, 96)]
-    print("| model | affine int8 SQNR | top-1 | seedot int8 SQNR | seedot int16 SQNR (shift) | top-1 |")
+    cols = [
+        "model",
+        "affine int8 SQNR",
+        "top-1",
+        "seedot int8 SQNR",
+        "seedot int16 SQNR (shift)",
+        "top-1",
+    ]
+    print("| " + " | ".join(cols) + " |")
     print("| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as d:
         for name in MODEL_NAMES:
@@ -39,10 +47,16 @@ def main() -> None:
             s8, s16 = evaluate(g, q8, val), evaluate(g, q16, val)
 
             def top1(r: dict) -> str:  # type: ignore[type-arg]
-                return "n/a (boxes)" if r["top1_agreement"] is None else f"{100 * r['top1_agreement']:.0f}%"
+                return (
+                    "n/a (boxes)"
+                    if r["top1_agreement"] is None
+                    else f"{100 * r['top1_agreement']:.0f}%"
+                )
 
-            print(f"| {name} | {a['sqnr_db']} dB | {top1(a)} | {s8['sqnr_db']} dB | "
-                  f"{s16['sqnr_db']} dB ({d16['global_shift']}) | {top1(s16)} |")
+            print(
+                f"| {name} | {a['sqnr_db']} dB | {top1(a)} | {s8['sqnr_db']} dB | "
+                f"{s16['sqnr_db']} dB ({d16['global_shift']}) | {top1(s16)} |"
+            )
 
 
 if __name__ == "__main__":

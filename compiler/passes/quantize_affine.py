@@ -17,7 +17,7 @@ from compiler.ir.graph import Graph
 from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.quant.calibrate import Range
-from compiler.quant.fixedpoint import round_half_away
+from compiler.quant.fixedpoint import round_half_away, round_half_away_array
 
 SAME_SCALE = {
     "reshape",
@@ -73,7 +73,9 @@ def _weights(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, QParams]:
     )
     scales = np.array([_f32(m / 127.0) if m > 0 else 1.0 for m in flat], np.float32)
     shape = (-1,) + (1,) * (w.ndim - 1)
-    q = np.clip(np.round(w / (scales.reshape(shape) if per_channel else scales[0])), -127, 127)
+    q = np.clip(
+        round_half_away_array(w / (scales.reshape(shape) if per_channel else scales[0])), -127, 127
+    )
     qp = QParams(tuple(float(s) for s in scales), (0,) * len(scales), 0 if per_channel else None)
     return q.astype(np.int8), qp
 
@@ -136,7 +138,7 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
                 s_in = params[n.inputs[0]].scale[0]
                 s_b = np.array([_f32(s_in * s) for s in qp_w.scale], np.float64)
                 b = g.tensors[n.inputs[2]].data.astype(np.float64)  # type: ignore[union-attr]
-                qb = np.clip(np.round(b / s_b), -(2**31), 2**31 - 1).astype(np.int32)
+                qb = np.clip(round_half_away_array(b / s_b), -(2**31), 2**31 - 1).astype(np.int32)
                 b_name = g.add_const(f"{n.inputs[2]}/q", const_tensor("b", qb))
                 g.tensors[b_name].qparams = QParams(
                     tuple(float(s) for s in s_b), (0,) * len(s_b), 0 if len(s_b) > 1 else None
@@ -149,7 +151,7 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
         qp = params[name]
         if t.is_const:
             s, z = qp.scale[0], qp.zero_point[0]
-            q = np.clip(np.round(t.data / s) + z, -128, 127).astype(np.int8)  # type: ignore[operator]
+            q = np.clip(round_half_away_array(t.data / s) + z, -128, 127).astype(np.int8)  # type: ignore[operator]
             g.tensors[name] = Tensor(name, t.shape, "i8", t.layout, q, qp)
             g.tensors[name].data.setflags(write=False)  # type: ignore[union-attr]
         else:

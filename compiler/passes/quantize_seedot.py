@@ -19,6 +19,7 @@ from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.passes.quantize_affine import SAME_SCALE, _Groups
 from compiler.quant.calibrate import Range, observe_ranges
+from compiler.quant.fixedpoint import round_half_away_array
 from compiler.quant.seedot import quantize_pow2
 
 UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
@@ -80,9 +81,14 @@ def quantize_seedot(graph: Graph, ranges: dict[str, Range], bits: int, shift: in
         if len(n.inputs) > 2:
             e_b = exps[n.inputs[0]] + e_w
             b = g.tensors[n.inputs[2]].data.astype(np.float64)  # type: ignore[union-attr]
-            qb = np.round(b * 2.0 ** (-e_b))
-            b_dt = np.int32 if bits == 8 and np.abs(qb).max(initial=0) < 2**31 else np.int64
-            b_name = g.add_const(f"{n.inputs[2]}/q", const_tensor("b", qb.astype(b_dt)))
+            qb = round_half_away_array(b * 2.0 ** (-e_b))
+            # int8 kernels accumulate in int32 (a bias past that range is saturated), int16 in int64
+            qb = (
+                np.clip(qb, -(2**31), 2**31 - 1).astype(np.int32)
+                if bits == 8
+                else qb.astype(np.int64)
+            )
+            b_name = g.add_const(f"{n.inputs[2]}/q", const_tensor("b", qb))
             g.tensors[b_name].qparams = QParams(exp=e_b)
             ins.append(b_name)
         n.inputs = ins

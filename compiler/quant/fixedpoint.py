@@ -18,14 +18,24 @@ QRANGE = {"i8": (-128, 127), "i16": (-32768, 32767), "i32": (-(1 << 31), (1 << 3
 
 
 def round_half_away(x: float) -> int:
-    """std::round / TfLiteRound on a scalar."""
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+    """std::round / TfLiteRound on a scalar. Not floor(|x| + 0.5): that addition itself rounds
+    (0.49999999999999994 + 0.5 == 1.0)."""
+    a = abs(x)
+    r = math.floor(a)
+    return int(math.copysign(r + (1 if a - r >= 0.5 else 0), x))
+
+
+def round_half_away_array(x: np.ndarray) -> np.ndarray:
+    """C round() on float64 values, exactly (floor and the fraction are exact in float64)."""
+    x = np.asarray(x, np.float64)
+    a = np.abs(x)
+    r = np.floor(a)
+    return (np.sign(x) * (r + (a - r >= 0.5))).astype(np.int64)
 
 
 def round_half_away_f32(x: np.ndarray) -> np.ndarray:
-    """std::round applied to float32 values (result exact in float32, returned as int64)."""
-    x = np.asarray(x, np.float32)
-    return (np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))).astype(np.int64)
+    """roundf() on float32 values (exact: they widen to float64 without loss)."""
+    return round_half_away_array(np.asarray(x, np.float32).astype(np.float64))
 
 
 def wrap32(x: np.ndarray) -> np.ndarray:

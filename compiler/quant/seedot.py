@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.quant.fixedpoint import QRANGE
+from compiler.quant.fixedpoint import QRANGE, round_half_away_array
 
 TABLE_BITS = 10  # int16 pointwise functions: 2^10 + 1 table points, linear interpolation
 
@@ -33,8 +33,21 @@ def saturate(x: np.ndarray, dtype: str) -> np.ndarray:
 
 def quantize_pow2(v: np.ndarray, exp: int, dtype: str) -> np.ndarray:
     """round(v * 2^-exp), saturated (weights, biases, tables)."""
-    scaled = np.asarray(v, np.float64) * (2.0 ** (-exp))
-    return saturate(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), dtype).astype(np.int64)
+    return saturate(round_half_away_array(np.asarray(v, np.float64) * (2.0 ** (-exp))), dtype)
+
+
+def pointwise_table(
+    fn: Callable[[np.ndarray], np.ndarray], exp_in: int, exp_out: int, dtype: str
+) -> np.ndarray:
+    """The table `pointwise` reads (and the C kernels get): int8, one entry per input code;
+    int16, 2^TABLE_BITS + 1 points from -32768 to 32768 in steps of 2^(16 - TABLE_BITS)."""
+    lo, hi = QRANGE[dtype]
+    if dtype == "i8":
+        codes = np.arange(lo, hi + 1)
+        return quantize_pow2(fn(codes.astype(np.float32) * np.float32(2.0**exp_in)), exp_out, "i8")
+    points = np.arange(lo, hi + 2, 1 << (16 - TABLE_BITS))
+    vals = fn((points.astype(np.float64) * 2.0**exp_in).astype(np.float32))
+    return quantize_pow2(vals, exp_out, "i32")
 
 
 def pointwise(
@@ -43,18 +56,13 @@ def pointwise(
     """A pointwise function on fixed point. int8: a 256-entry table (exact per code). int16: a
     1025-point table over the whole input range, linear interpolation between points (~15 bits
     for smooth functions such as tanh)."""
-    lo, hi = QRANGE[dtype]
+    lo, _ = QRANGE[dtype]
     xi = np.asarray(x, np.int64)
+    table = pointwise_table(fn, exp_in, exp_out, dtype)
     if dtype == "i8":
-        codes = np.arange(lo, hi + 1)
-        table = quantize_pow2(fn(codes.astype(np.float32) * np.float32(2.0**exp_in)), exp_out, "i8")
         return table[xi - lo]
-    step = 1 << (16 - TABLE_BITS)
-    points = np.arange(lo, hi + 2, step)  # 2^TABLE_BITS + 1 points from -32768 to 32768
-    table = quantize_pow2(
-        fn((points.astype(np.float64) * 2.0**exp_in).astype(np.float32)), exp_out, "i32"
-    )
-    idx = (xi - lo) >> (16 - TABLE_BITS)
-    frac = (xi - lo) & (step - 1)
-    y = table[idx] + shift_round((table[idx + 1] - table[idx]) * frac, 16 - TABLE_BITS)
+    step_bits = 16 - TABLE_BITS
+    idx = (xi - lo) >> step_bits
+    frac = (xi - lo) & ((1 << step_bits) - 1)
+    y = table[idx] + shift_round((table[idx + 1] - table[idx]) * frac, step_bits)
     return saturate(y, dtype)

@@ -10,7 +10,7 @@ from compiler.ir.ops._qutil import finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, quantize_multipliers
+from compiler.quant.fixedpoint import mbqm, quantize_multipliers, round_half_away_array
 from compiler.quant.seedot import shift_round
 
 
@@ -82,7 +82,6 @@ def dense_int(
         acc = acc + x[2].astype(np.int64)
     if s_w.size > 1:
         scaled = acc.astype(np.float64) * (s_x * s_w / s_y)
-        rounded = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
-        return [finish(rounded + z_y, outs[0], act_range(node.attrs))]
+        return [finish(round_half_away_array(scaled) + z_y, outs[0], act_range(node.attrs))]
     mult, shift = quantize_multipliers(s_x * np.broadcast_to(s_w, (n_out,)) / s_y)
     return [finish(mbqm(acc, mult, shift) + z_y, outs[0], act_range(node.attrs))]

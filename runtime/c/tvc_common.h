@@ -1,0 +1,169 @@
+/* tvc portable kernels: shared definitions.
+ *
+ * Integer arithmetic identical to tvc's reference interpreter (and, for affine int8, to TFLite's
+ * reference kernels): int32 accumulation of int8 products, TFLite's MultiplyByQuantizedMultiplier
+ * (double rounding), gemmlowp fixed point for softmax; SeeDot-style power-of-two requantization
+ * for tensors with exponents. C99, no allocation, no floating point.
+ *
+ * Every kernel name goes through TVC_FN so that each generated model carries its own copy
+ * (tvc_prefix.h, written beside these files, sets the model's prefix).
+ */
+#ifndef TVC_COMMON_H
+#define TVC_COMMON_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "tvc_prefix.h"
+
+#ifndef TVC_FN
+#define TVC_FN(name) tvc_##name
+#endif
+
+#define TVC_MAX_DIMS 4
+
+/* requantization of a wide accumulator to the output type */
+enum tvc_requant {
+    TVC_RQ_MULT = 0,   /* TFLite: multiplier + shift per output channel (or one for all) */
+    TVC_RQ_POW2 = 1,   /* SeeDot: one rounding arithmetic right shift (or exact left shift) */
+    TVC_RQ_EXACT = 2   /* TFLite per-channel FULLY_CONNECTED: round(fl(acc * mant * 2^exp)) */
+};
+
+static inline int32_t tvc_clamp32(int64_t v, int32_t lo, int32_t hi) {
+    return (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul */
+static inline int32_t tvc_srdhm(int32_t a, int32_t b) {
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : ((int64_t)1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^e, ties away from zero */
+static inline int32_t tvc_rdbpot(int32_t x, int e) {
+    int32_t mask = (int32_t)((((uint32_t)1) << e) - 1u);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier (double rounding) */
+static inline int32_t tvc_mbqm(int32_t x, int32_t mult, int32_t shift) {
+    int left = shift > 0 ? (int)shift : 0;
+    int right = shift > 0 ? 0 : (int)-shift;
+    return tvc_rdbpot(tvc_srdhm((int32_t)((uint32_t)x << left), mult), right);
+}
+
+/* SeeDot: v * 2^-shift, rounding half up for right shifts */
+static inline int64_t tvc_shift_round(int64_t v, int32_t shift) {
+    if (shift > 0) {
+        return (v + ((int64_t)1 << (shift - 1))) >> shift;
+    }
+    return (int64_t)((uint64_t)v << (-shift));
+}
+
+int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp);
+
+/* C division truncating toward zero, rounded half away from zero */
+static inline int32_t tvc_div_round(int32_t num, int32_t den) {
+    return num > 0 ? (num + den / 2) / den : (num - den / 2) / den;
+}
+
+typedef struct {
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, groups;
+    int32_t in_zp, out_zp, act_min, act_max;
+    int32_t requant;
+    const int32_t *mult;  /* TVC_RQ_MULT: per output channel */
+    const int32_t *shift; /* TVC_RQ_MULT: per output channel; TVC_RQ_POW2: shift[0] */
+} tvc_conv_t;
+
+typedef struct {
+    int32_t rows, in_dim, out_dim;
+    int32_t in_zp, w_zp, out_zp, act_min, act_max;
+    int32_t requant;
+    int32_t per_channel;
+    const int32_t *mult;
+    const int32_t *shift;
+    const int64_t *exact_mant; /* TVC_RQ_EXACT: the double scale, per channel, as mant * 2^exp */
+    const int32_t *exact_exp;
+} tvc_dense_t;
+
+typedef struct {
+    int32_t in_h, in_w, c, out_h, out_w, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+    int32_t act_min, act_max;
+} tvc_pool_t;
+
+typedef struct {
+    int32_t batch, h, w, c;
+    int32_t in_zp, out_zp, mult, shift, act_min, act_max;
+} tvc_mean_t;
+
+/* elementwise binary with broadcasting: out dims and per-input strides (0 = broadcast) */
+typedef struct {
+    int32_t dims[TVC_MAX_DIMS];
+    int32_t stride1[TVC_MAX_DIMS], stride2[TVC_MAX_DIMS];
+    int32_t in1_zp, in2_zp, out_zp, act_min, act_max;
+    int32_t requant;
+    int32_t left_shift, mult1, shift1, mult2, shift2, mult_out, shift_out; /* TFLite add/mul */
+    int32_t pow2_1, pow2_2, pow2_out;                                     /* SeeDot shifts */
+    int32_t sign2;                                                        /* -1 for sub */
+} tvc_binary_t;
+
+typedef struct {
+    int32_t rows, depth;
+    int32_t mult, left_shift, diff_min; /* TFLite int8 */
+    int32_t out_shift;                  /* SeeDot: output exponent (negated) */
+    const int32_t *exp_table;           /* SeeDot: exp table of the input codes */
+    int32_t table_bits;
+} tvc_softmax_t;
+
+/* strided copy, up to 4-D. gather: out[i] = in[offset + sum(idx_k * strides_k)] (slice, split,
+ * transpose); scatter: out[offset + sum(idx_k * strides_k)] = in[i] (pad, concat) */
+typedef struct {
+    int32_t dims[TVC_MAX_DIMS];
+    int32_t strides[TVC_MAX_DIMS];
+    int32_t offset;
+} tvc_strided_t;
+
+typedef struct {
+    int32_t count, in_zp, out_zp, mult, shift, act_min, act_max;
+    int32_t requant; /* TVC_RQ_MULT or TVC_RQ_POW2 (shift = pow2 shift) */
+} tvc_requant_t;
+
+/* kernels (see the .c files) */
+void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, int8_t *out);
+void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w, const int64_t *bias, int16_t *out);
+void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, int8_t *out);
+void TVC_FN(dense_s16)(const tvc_dense_t *p, const int16_t *in, const int16_t *w, const int64_t *bias, int16_t *out);
+void TVC_FN(max_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(max_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(avg_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(avg_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(mean_hw_s8)(const tvc_mean_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(mean_hw_s16)(const tvc_mean_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(add_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+void TVC_FN(add_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out);
+void TVC_FN(mul_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+void TVC_FN(mul_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out);
+void TVC_FN(softmax_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(softmax_pow2_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(softmax_pow2_s16)(const tvc_softmax_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(lut_s8)(int32_t count, const int8_t *table, const int8_t *in, int8_t *out);
+void TVC_FN(interp_s16)(int32_t count, const int32_t *table, int32_t table_bits, const int16_t *in, int16_t *out);
+void TVC_FN(requant_s8)(const tvc_requant_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(requant_s16)(const tvc_requant_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(gather_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(gather_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(scatter_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(scatter_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(permute_last_b1)(int32_t rows, int32_t depth, const int32_t *perm, const int8_t *in, int8_t *out);
+void TVC_FN(permute_last_b2)(int32_t rows, int32_t depth, const int32_t *perm, const int16_t *in, int16_t *out);
+void TVC_FN(fill_b1)(int32_t count, int8_t value, int8_t *out);
+void TVC_FN(fill_b2)(int32_t count, int16_t value, int16_t *out);
+
+#endif

@@ -1,0 +1,90 @@
+/* Fully connected: out[r][o] = sum_i (in[r][i] - in_zp) * (w[o][i] - w_zp) + bias[o]. */
+#include "tvc_common.h"
+
+/* 64 x 64 -> 128-bit unsigned product as (hi, lo) */
+static void tvc_mul_u64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) {
+    const uint64_t a_lo = a & 0xFFFFFFFFu, a_hi = a >> 32;
+    const uint64_t b_lo = b & 0xFFFFFFFFu, b_hi = b >> 32;
+    const uint64_t ll = a_lo * b_lo, lh = a_lo * b_hi, hl = a_hi * b_lo, hh = a_hi * b_hi;
+    const uint64_t mid = (ll >> 32) + (lh & 0xFFFFFFFFu) + (hl & 0xFFFFFFFFu);
+    *lo = (ll & 0xFFFFFFFFu) | (mid << 32);
+    *hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+}
+
+/* round(fl(acc * mant * 2^exp)): the double product of TFLite's reference per-channel
+ * FULLY_CONNECTED, rounded to 53 bits (to nearest, ties to even) and then to an integer (ties
+ * away from zero), all in integers. mant < 2^53. */
+int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp) {
+    if (acc == 0 || mant == 0) {
+        return 0;
+    }
+    const int negative = acc < 0;
+    const uint64_t a = negative ? (uint64_t)(-(int64_t)acc) : (uint64_t)acc;
+    uint64_t hi, lo;
+    tvc_mul_u64(a, (uint64_t)mant, &hi, &lo);
+    int32_t bits = 0; /* bit length of the 128-bit product */
+    if (hi != 0) {
+        uint64_t t = hi;
+        bits = 64;
+        while (t) { ++bits; t >>= 1; }
+    } else {
+        uint64_t t = lo;
+        while (t) { ++bits; t >>= 1; }
+    }
+    uint64_t q; /* the product rounded to at most 53 significant bits, scaled by 2^drop */
+    int32_t drop = bits > 53 ? bits - 53 : 0;
+    if (drop == 0) {
+        q = lo;
+    } else {
+        /* q = product >> drop; rem = low drop bits; drop <= 32 since product < 2^85 */
+        q = (lo >> drop) | (drop < 64 ? (hi << (64 - drop)) : 0);
+        const uint64_t rem = lo & ((((uint64_t)1) << drop) - 1u);
+        const uint64_t half = ((uint64_t)1) << (drop - 1);
+        if (rem > half || (rem == half && (q & 1u))) {
+            q += 1u;
+        }
+    }
+    const int32_t s = drop + exp; /* value = q * 2^s */
+    int64_t r;
+    if (s >= 0) {
+        r = (int64_t)(q << s);
+    } else if (-s > 60) {
+        r = 0;
+    } else {
+        r = (int64_t)((q + (((uint64_t)1) << (-s - 1))) >> (-s));
+    }
+    return (int32_t)(negative ? -r : r);
+}
+
+#define TVC_DENSE_BODY(IN_T, ACC_T)                                                             \
+    for (int32_t r = 0; r < p->rows; ++r) {                                                     \
+        const IN_T *x = in + r * p->in_dim;                                                     \
+        for (int32_t o = 0; o < p->out_dim; ++o) {                                              \
+            const IN_T *wo = w + o * p->in_dim;                                                 \
+            ACC_T acc = bias ? (ACC_T)bias[o] : 0;                                              \
+            for (int32_t i = 0; i < p->in_dim; ++i) {                                           \
+                acc += (ACC_T)((int32_t)x[i] - p->in_zp) * (ACC_T)((int32_t)wo[i] - p->w_zp);   \
+            }                                                                                   \
+            int64_t v;                                                                          \
+            const int32_t c = p->per_channel ? o : 0;                                           \
+            if (p->requant == TVC_RQ_MULT) {                                                    \
+                v = (int64_t)tvc_mbqm((int32_t)acc, p->mult[c], p->shift[c]) + p->out_zp;       \
+            } else if (p->requant == TVC_RQ_EXACT) {                                            \
+                v = (int64_t)TVC_FN(round_scaled_double)((int32_t)acc, p->exact_mant[c],        \
+                                                         p->exact_exp[c]) + p->out_zp;          \
+            } else {                                                                            \
+                v = tvc_shift_round((int64_t)acc, p->shift[0]);                                 \
+            }                                                                                   \
+            out[r * p->out_dim + o] = (IN_T)tvc_clamp32(v, p->act_min, p->act_max);             \
+        }                                                                                       \
+    }
+
+void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                      int8_t *out) {
+    TVC_DENSE_BODY(int8_t, int32_t)
+}
+
+void TVC_FN(dense_s16)(const tvc_dense_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
+                       int16_t *out) {
+    TVC_DENSE_BODY(int16_t, int64_t)
+}

@@ -90,8 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--engine",
         default="float",
-        choices=("float", "int"),
-        help="float reference, or the bit-exact integer interpreter (default: %(default)s)",
+        choices=("float", "int", "host"),
+        help="float reference, bit-exact integer interpreter, or the generated C on this machine (default: %(default)s)",
     )
     run.add_argument(
         "--after",
@@ -150,14 +150,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     quantized = any(t.dtype in ("i8", "i16") for t in graph.tensors.values() if not t.is_const)
     if args.engine == "float" and quantized:
         raise UsageError(f"{args.model}: this model is quantized; run it with --engine int")
-    if args.engine == "int" and not quantized:
+    if args.engine in ("int", "host") and not quantized:
         raise UsageError(
             f"{args.model}: this model is float; the integer engine runs a compiled model",
             "tvc compile MODEL --target BOARD --calib DATA --out DIR; "
             "then tvc run DIR --engine int",
         )
+    if args.engine == "host" and not (quantized and Path(args.model).is_dir()):
+        raise UsageError(f"{args.model}: --engine host runs a tvc compile output directory")
     feeds = quantize_inputs(graph, to_graph_layout(graph, read_inputs(graph, args.input)))
-    outs = from_graph_layout(graph, dequantize_outputs(graph, run_graph(graph, feeds)))
+    if args.engine == "host":
+        from compiler.tools.host import build_host, run_host
+
+        raw = run_host(build_host(Path(args.model), graph), graph, [feeds])[0]
+    else:
+        raw = run_graph(graph, feeds)
+    outs = from_graph_layout(graph, dequantize_outputs(graph, raw))
     if args.output:
         write_outputs(args.output, outs)
     table = Table(title=f"{graph.name}: outputs ({args.engine} engine)")

@@ -12,12 +12,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compiler.codegen.emit import emit_c
 from compiler.errors import UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify
 from compiler.loader import load_model
 from compiler.passes.manager import run_passes
+from compiler.passes.plan import plan_arena
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
 from compiler.tools.boards import get_board, parse_size
@@ -106,9 +108,18 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         or None,
         "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
     }
+    plan = plan_arena(q)
+    generated = emit_c(q, plan, name, Path(opts.model).name, str(details.get("scheme")))
+    report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
+    report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
+    report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
+    report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
+    report["sources"] = generated.sources
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        for fname, text in generated.files.items():
+            (tmp / fname).write_text(text)
         (tmp / f"{name}.tvcir").write_text(print_graph(q, full=True))
         write_report(tmp / "report.json", report)
         (tmp / "summary.txt").write_text(summary_text(report))

@@ -42,3 +42,13 @@ class IRError(TvcError):
     """The IR broke an invariant: a tvc bug when raised after a pass, a user error in IR text."""
 
     exit_code = EXIT_MODEL
+
+
+class ToolchainError(TvcError):
+    """A compiler or emulator tvc needs is not installed."""
+
+    exit_code = EXIT_TOOLCHAIN
+
+
+class MismatchError(TvcError):
+    exit_code = EXIT_MISMATCH

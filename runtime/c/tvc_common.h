@@ -22,6 +22,12 @@
 
 #define TVC_MAX_DIMS 4
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TVC_ALIGN(n) __attribute__((aligned(n)))
+#else
+#define TVC_ALIGN(n)
+#endif
+
 /* requantization of a wide accumulator to the output type */
 enum tvc_requant {
     TVC_RQ_MULT = 0,   /* TFLite: multiplier + shift per output channel (or one for all) */

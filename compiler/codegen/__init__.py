@@ -1,0 +1,1 @@
+"""C code generation: lowering each node to a runtime kernel call, jinja2 templates."""

@@ -1,0 +1,190 @@
+"""Render a quantized, planned graph to the C sources of an output directory (deterministic:
+the same graph gives the same bytes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from compiler import __version__
+from compiler.codegen.lower import C_TYPES, Const, Lowering, c_ident
+from compiler.ir.graph import Graph
+from compiler.passes.plan import ALIGN, Plan
+
+RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
+KERNEL_FILES = {
+    "conv2d": "tvc_conv.c",
+    "dense": "tvc_dense.c",
+    "max_pool": "tvc_pool.c",
+    "avg_pool": "tvc_pool.c",
+    "mean_hw": "tvc_pool.c",
+    "add": "tvc_binary.c",
+    "mul": "tvc_binary.c",
+    "softmax": "tvc_softmax.c",
+    "lut": "tvc_pointwise.c",
+    "interp": "tvc_pointwise.c",
+    "requant": "tvc_pointwise.c",
+    "gather": "tvc_move.c",
+    "scatter": "tvc_move.c",
+    "fill": "tvc_move.c",
+    "permute_last": "tvc_move.c",
+}
+PER_LINE = 16
+
+
+@dataclass
+class Generated:
+    files: dict[str, str]  # file name -> text, everything the output directory holds for C
+    sources: list[str]  # the .c files a firmware build compiles
+    weights_bytes: int
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object]:
+    t = graph.tensors[name]
+    q = t.qparams
+    c = c_ident(name).lower()
+    info: dict[str, object] = {
+        "c": c,
+        "C": c.upper(),
+        "ctype": C_TYPES[t.dtype],
+        "shape": list(t.shape),
+        "shape_list": ", ".join(str(d) for d in t.shape),
+        "numel": t.numel,
+        "nbytes": t.nbytes,
+        "offset": plan.offsets[name],
+        "is_input": is_input,
+        "exp": None,
+        "zp": 0,
+        "scale": 1.0,
+    }
+    if q is not None and q.exp is not None:
+        info["exp"] = q.exp
+    elif q is not None:
+        s = float(np.float32(q.scale[0]))
+        info.update(scale=s, scale_literal=f"{s!r}f", zp=q.zero_point[0])
+    return info
+
+
+def _lines(values: np.ndarray) -> list[str]:
+    flat = [str(int(v)) for v in values.reshape(-1)]
+    return [", ".join(flat[i : i + PER_LINE]) + "," for i in range(0, len(flat), PER_LINE)]
+
+
+def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Generated:
+    low = Lowering(graph, plan, name)
+    decls: list[str] = []
+    steps: list[dict[str, object]] = []
+    extra: list[Const] = []
+    for k, node in enumerate(graph.nodes):
+        out = low.lower(k, node)
+        decls += out.decls
+        extra += out.consts
+        steps.append({"label": node.label.replace("*/", "* /"), "op": node.op, "stmts": out.stmts})
+    consts = []
+    for tname, sym in sorted(
+        low.weight_symbols.items(), key=lambda kv: int(kv[1].rsplit("_c", 1)[1])
+    ):
+        t = graph.tensors[tname]
+        if tname not in {i for n in graph.nodes for i in n.inputs}:
+            continue
+        consts.append(
+            {
+                "symbol": sym,
+                "ctype": C_TYPES[t.dtype],
+                "size": t.numel,
+                "align": 8,
+                "what": f"{tname}: {t.dtype}{list(t.shape)}",
+                "lines": _lines(t.data),
+            }
+        )  # type: ignore[arg-type]
+    for c in extra:
+        consts.append(
+            {
+                "symbol": c.symbol,
+                "ctype": c.ctype,
+                "size": c.values.size,
+                "align": 8,
+                "what": "kernel parameters",
+                "lines": _lines(c.values),
+            }
+        )
+    weights_bytes = sum(
+        int(c["size"]) * np.dtype(c["ctype"].replace("_t", "")).itemsize for c in consts
+    )  # type: ignore[call-overload]
+    inputs = [_io(graph, plan, i, True) for i in graph.inputs]
+    outputs = [_io(graph, plan, o, False) for o in graph.outputs]
+    params = ", ".join(
+        [f"const {t['ctype']} *{t['c']}" for t in inputs]
+        + [f"{t['ctype']} *{t['c']}" for t in outputs]
+    )
+    ctx = {
+        "name": name,
+        "NAME": name.upper(),
+        "version": __version__,
+        "source": source,
+        "quant": quant,
+        "layout": "NHWC",
+        "inputs": inputs,
+        "outputs": outputs,
+        "params": params,
+        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
+        "call_args": ", ".join(str(t["c"]) for t in inputs + outputs),
+        "in_types": "; ".join(
+            f"{t['ctype']} {t['c']}[{name.upper()}_{t['C']}_SIZE]" for t in inputs + outputs
+        )
+        + ";",
+        "arena_size": max(plan.size, ALIGN),
+        "arena_align": ALIGN,
+        "decls": decls,
+        "steps": steps,
+        "consts": consts,
+    }
+    env = _env()
+    kernel_files = sorted(
+        {
+            KERNEL_FILES[
+                k.rsplit("_", 1)[0] if k.rsplit("_", 1)[0] in KERNEL_FILES else k.split("_")[0]
+            ]
+            for k in low.used
+        }
+    )
+    sources = [f"{name}.c", f"{name}_weights.c", *kernel_files]
+    ctx["sources"] = sources
+    files = {
+        f"{name}.h": env.get_template("model.h.j2").render(ctx),
+        f"{name}.c": env.get_template("model.c.j2").render(ctx),
+        f"{name}_weights.h": env.get_template("weights.h.j2").render(ctx),
+        f"{name}_weights.c": env.get_template("weights.c.j2").render(ctx),
+        "tvc_prefix.h": env.get_template("tvc_prefix.h.j2").render(ctx),
+        f"{name}.mk": env.get_template("model.mk.j2").render(ctx),
+        f"{name}.cmake": env.get_template("model.cmake.j2").render(ctx),
+        "tvc_common.h": (RUNTIME / "tvc_common.h").read_text(),
+    }
+    for f in kernel_files:
+        files[f] = (RUNTIME / f).read_text()
+    return Generated(files, sources, weights_bytes)
+
+
+def host_main(graph: Graph, plan: Plan, name: str) -> str:
+    inputs = [_io(graph, plan, i, True) for i in graph.inputs]
+    outputs = [_io(graph, plan, o, False) for o in graph.outputs]
+    ctx = {
+        "name": name,
+        "NAME": name.upper(),
+        "inputs": inputs,
+        "outputs": outputs,
+        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
+    }
+    return _env().get_template("host_main.c.j2").render(ctx)

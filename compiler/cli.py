@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
         "--engine",
         default="float",
         choices=("float", "int", "host"),
-        help="float reference, bit-exact integer interpreter, or the generated C on this machine (default: %(default)s)",
+        help="float reference, bit-exact integer interpreter, or the generated C built for this "
+        "machine (default: %(default)s)",
     )
     run.add_argument(
         "--after",

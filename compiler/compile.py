@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.codegen.emit import emit_c
-from compiler.errors import UsageError
+from compiler.errors import BudgetError, UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify
 from compiler.loader import load_model
 from compiler.passes.manager import run_passes
-from compiler.passes.plan import plan_arena
+from compiler.passes.plan import Plan, lifetimes, plan_arena
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
-from compiler.tools.boards import get_board, parse_size
+from compiler.tools.boards import Board, get_board, parse_size
+from compiler.tools.firmware import LinkOverflow, build_firmware
 from compiler.tools.report import layer_table, summary_text, write_report
 
 
@@ -121,8 +122,10 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         for fname, text in generated.files.items():
             (tmp / fname).write_text(text)
         (tmp / f"{name}.tvcir").write_text(print_graph(q, full=True))
+        measure(tmp, q, board, plan, report)
         write_report(tmp / "report.json", report)
         (tmp / "summary.txt").write_text(summary_text(report))
+        check_budget(report, q, plan)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -130,3 +133,79 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out, report
+
+
+def measure(
+    outdir: Path, graph: Graph, board: Board, plan: Plan, report: dict[str, object]
+) -> None:
+    """Link the probe firmware for the board and put what the ELF says into the report."""
+    try:
+        fw = build_firmware(outdir, graph, board)
+    except LinkOverflow as e:
+        raise BudgetError(
+            f"{graph.name} does not fit {board.name} at all: {e.message} (arena {plan.size:,} B, "
+            f"lower bound {plan.lower_bound:,} B)\n{breakdown(graph, plan)}",
+            budget_hint(report),
+        ) from None
+    share = fw.usage.share(graph.name + "_")
+    io = sum(graph.tensors[t].nbytes for t in [*graph.inputs, *graph.outputs])
+    ram, flash = report["ram"], report["flash"]
+    ram.update(  # type: ignore[union-attr]
+        peak_bytes=plan.size + fw.model_stack + io,
+        arena_bytes=plan.size,
+        stack_bytes=fw.model_stack,
+        io_bytes=io,
+        probe_elf_bytes=fw.usage.ram,
+    )
+    flash.update(  # type: ignore[union-attr]
+        total_bytes=fw.usage.flash,
+        weights_bytes=share["const"],
+        code_bytes=share["code"],
+        probe_overhead_bytes=fw.usage.flash - share["const"] - share["code"],
+    )
+
+
+def check_budget(report: dict[str, object], graph: Graph, plan: Plan) -> None:
+    ram, flash = report["ram"], report["flash"]
+    over = []
+    if ram["peak_bytes"] > ram["budget_bytes"]:  # type: ignore[index, operator]
+        over.append(
+            f"RAM: peak {ram['peak_bytes']:,} B > budget {ram['budget_bytes']:,} B "  # type: ignore[index]
+            f"(arena {ram['arena_bytes']:,} + stack {ram['stack_bytes']:,} + I/O {ram['io_bytes']:,})"
+        )  # type: ignore[index]
+    if flash["total_bytes"] > flash["budget_bytes"]:  # type: ignore[index, operator]
+        over.append(
+            f"flash: {flash['total_bytes']:,} B > budget {flash['budget_bytes']:,} B "  # type: ignore[index]
+            f"(weights {flash['weights_bytes']:,}, code {flash['code_bytes']:,})"
+        )  # type: ignore[index]
+    if not over:
+        return
+    raise BudgetError(
+        f"{report['name']} does not fit {report['target']}: "
+        + "; ".join(over)
+        + "\n"
+        + breakdown(graph, plan),
+        budget_hint(report),
+    )
+
+
+def breakdown(graph: Graph, plan: Plan) -> str:
+    """Per layer: what is live while it runs (the arena must hold that), its weights."""
+    life = lifetimes(graph)
+    rows = [
+        "  step  layer                                        op              live B   weights B"
+    ]
+    for k, n in enumerate(graph.nodes):
+        live = sum(graph.tensors[t].nbytes for t, (f, z) in life.items() if f <= k <= z)
+        w = sum(graph.tensors[i].nbytes for i in n.inputs if graph.tensors[i].is_const)
+        rows.append(f"  {k:4d}  {n.label[-44:]:44s} {n.op:14s} {live:9,d} {w:11,d}")
+    return "\n".join(rows)
+
+
+def budget_hint(report: dict[str, object]) -> str:
+    hints = []
+    if str(report.get("quant", "")).endswith("16"):
+        hints.append("--bits 8 halves every activation")
+    hints.append("a larger --ram/--flash if the board has it (tvc boards)")
+    hints.append("a smaller input resolution or width multiplier")
+    return "; ".join(hints)

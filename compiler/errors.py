@@ -52,3 +52,9 @@ class ToolchainError(TvcError):
 
 class MismatchError(TvcError):
     exit_code = EXIT_MISMATCH
+
+
+class BudgetError(TvcError):
+    """The model does not fit the board's (or the given) flash/RAM budget."""
+
+    exit_code = EXIT_BUDGET

@@ -63,7 +63,6 @@ def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object
         "shape_list": ", ".join(str(d) for d in t.shape),
         "numel": t.numel,
         "nbytes": t.nbytes,
-        "offset": plan.offsets[name],
         "is_input": is_input,
         "exp": None,
         "zp": 0,

@@ -96,6 +96,8 @@ class Lowering:
         if t.is_const:
             return self.weight_symbols[name]
         qual = "const " if const else ""
+        if name in self.g.inputs or name in self.g.outputs:  # the caller's buffers, never copied
+            return f"({qual}{ct} *){c_ident(name).lower()}"
         return f"({qual}{ct} *)(arena + {self.plan.offsets[name]})"
 
     def lower(self, index: int, node: Node) -> Lowered:

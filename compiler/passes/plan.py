@@ -44,7 +44,12 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
 
 
 def plan_arena(graph: Graph) -> Plan:
-    life = lifetimes(graph)
+    """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here."""
+    life = {
+        k: v
+        for k, v in lifetimes(graph).items()
+        if k not in graph.inputs and k not in graph.outputs
+    }
     size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
     order = sorted(life, key=lambda k: (-size_of[k], life[k][0], k))
     placed: list[tuple[int, int, int, int]] = []  # offset, end offset, first, last

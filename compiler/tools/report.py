@@ -53,6 +53,18 @@ def summary_text(report: dict[str, object]) -> str:
         f"quant    {report['quant']}",
         f"layers   {len(layers)} nodes, {sum(int(r['macs']) for r in layers):,} MACs",  # type: ignore[call-overload, index, union-attr]
     ]
+    ram, flash = report.get("ram") or {}, report.get("flash") or {}
+    if "peak_bytes" in ram:  # type: ignore[operator]
+        lines.append(
+            f"RAM      peak {ram['peak_bytes']:,} B of {ram['budget_bytes']:,} B budget: arena "  # type: ignore[index]
+            f"{ram['arena_bytes']:,} (lower bound {ram['lower_bound_bytes']:,}) + stack "  # type: ignore[index]
+            f"{ram['stack_bytes']:,} + I/O {ram['io_bytes']:,}"  # type: ignore[index]
+        )
+        lines.append(
+            f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]
+            f"{flash['weights_bytes']:,} + code {flash['code_bytes']:,} + probe startup "  # type: ignore[index]
+            f"{flash['probe_overhead_bytes']:,} (measured from the linked ELF)"  # type: ignore[index]
+        )
     if acc:
         top1 = acc.get("top1_agreement")  # type: ignore[union-attr]
         lines.append(

@@ -1,0 +1,82 @@
+"""The QEMU engine: the probe firmware on the emulator twin, samples through semihosting,
+instruction counts from SysTick under -icount shift=0 (1 instruction = 1 ns, SysTick at 25 MHz:
+one count = 40 instructions, exact to +-40 and identical on every run)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from compiler.errors import TvcError
+from compiler.ir.graph import Graph
+from compiler.ir.tensor import DTYPES
+from compiler.tools.boards import Board, get_board
+from compiler.tools.firmware import build_firmware
+from compiler.tools.toolchain import qemu
+
+INSTRUCTIONS_PER_TICK = 40
+
+
+def run_qemu(
+    outdir: Path,
+    graph: Graph,
+    board: Board,
+    samples: list[dict[str, np.ndarray]],
+    timeout: float = 600,
+) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+    """Outputs per sample and instructions per inference."""
+    if not board.emulator:
+        raise TvcError(f"board {board.name} has no emulator twin to run on")
+    fw = build_firmware(outdir, graph, board, emulate=True)
+    machine = get_board(board.emulator).emulator
+    with tempfile.TemporaryDirectory(prefix="tvc-qemu-") as d:
+        work = Path(d)
+        blob = b"".join(
+            np.ascontiguousarray(s[i], DTYPES[graph.tensors[i].dtype]).tobytes()
+            for s in samples
+            for i in graph.inputs
+        )
+        (work / "tvc_in.bin").write_bytes(blob)
+        cmd = [
+            "timeout",
+            str(int(timeout)),
+            qemu(),
+            "-M",
+            machine,
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-icount",
+            "shift=0,align=off,sleep=off",
+            "-kernel",
+            str(fw.elf),
+        ]
+        r = subprocess.run(cmd, cwd=work, capture_output=True, timeout=timeout + 30)
+        if r.returncode != 0:
+            raise TvcError(
+                f"QEMU run failed (exit {r.returncode}): {r.stderr.decode(errors='replace')[:2000]}"
+            )
+        raw = (work / "tvc_out.bin").read_bytes()
+        ticks = np.frombuffer((work / "tvc_ticks.bin").read_bytes(), np.uint64)
+    outs, pos = [], 0
+    for _ in samples:
+        res = {}
+        for o in graph.outputs:
+            t = graph.tensors[o]
+            res[o] = (
+                np.frombuffer(raw[pos : pos + t.nbytes], DTYPES[t.dtype]).reshape(t.shape).copy()
+            )
+            pos += t.nbytes
+        outs.append(res)
+    if pos != len(raw) or len(ticks) != len(samples):
+        raise TvcError(
+            f"QEMU run returned {len(raw)} output bytes and {len(ticks)} timings for {len(samples)} samples"
+        )
+    return outs, [int(t) * INSTRUCTIONS_PER_TICK for t in ticks]

@@ -90,9 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--engine",
         default="float",
-        choices=("float", "int", "host"),
-        help="float reference, bit-exact integer interpreter, or the generated C built for this "
-        "machine (default: %(default)s)",
+        choices=("float", "int", "host", "qemu"),
+        help="float reference, bit-exact integer interpreter, the generated C built for this "
+        "machine, or for the board's emulator twin under QEMU (default: %(default)s)",
     )
     run.add_argument(
         "--after",
@@ -101,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         help="run the graph as it is after this stage",
     )
     run.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
+    run.add_argument(
+        "--board", help="qemu engine: the board to emulate (default: the compile target)"
+    )
+
+    chk = sub.add_parser("check", help="flash/RAM of a firmware ELF against budgets (a CI gate)")
+    chk.add_argument("elf", type=Path)
+    chk.add_argument("--board", help="board whose memory sizes are the default budgets")
+    chk.add_argument("--ram", help="RAM budget, e.g. 192k")
+    chk.add_argument("--flash", help="flash budget, e.g. 1m")
+    chk.add_argument(
+        "--prefix", action="append", default=[], help="symbol prefix of a model (repeatable)"
+    )
+    chk.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
@@ -157,13 +170,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             "tvc compile MODEL --target BOARD --calib DATA --out DIR; "
             "then tvc run DIR --engine int",
         )
-    if args.engine == "host" and not (quantized and Path(args.model).is_dir()):
-        raise UsageError(f"{args.model}: --engine host runs a tvc compile output directory")
+    if args.engine in ("host", "qemu") and not (quantized and Path(args.model).is_dir()):
+        raise UsageError(
+            f"{args.model}: --engine {args.engine} runs a tvc compile output directory"
+        )
     feeds = quantize_inputs(graph, to_graph_layout(graph, read_inputs(graph, args.input)))
     if args.engine == "host":
         from compiler.tools.host import build_host, run_host
 
         raw = run_host(build_host(Path(args.model), graph), graph, [feeds])[0]
+    elif args.engine == "qemu":
+        import json as _json
+
+        from compiler.tools.boards import get_board
+        from compiler.tools.qemu import run_qemu
+
+        target = args.board or _json.loads((Path(args.model) / "report.json").read_text())["target"]
+        outs_q, instr = run_qemu(Path(args.model), graph, get_board(target), [feeds])
+        raw = outs_q[0]
+        print(
+            f"{instr[0]:,} instructions per inference on {get_board(target).emulator} "
+            "(QEMU, -icount)"
+        )
     else:
         raw = run_graph(graph, feeds)
     outs = from_graph_layout(graph, dequantize_outputs(graph, raw))
@@ -248,12 +276,72 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from compiler.errors import EXIT_BUDGET
+    from compiler.tools.boards import get_board, parse_size
+    from compiler.tools.elf import read_elf
+
+    usage = read_elf(args.elf)
+    board = get_board(args.board) if args.board else None
+    ram_budget = parse_size(args.ram) if args.ram else (board.total("ram") if board else None)
+    flash_budget = (
+        parse_size(args.flash) if args.flash else (board.total("flash") if board else None)
+    )
+    result: dict[str, object] = {
+        "elf": str(args.elf),
+        "text": usage.text,
+        "data": usage.data,
+        "bss": usage.bss,
+        "flash_bytes": usage.flash,
+        "ram_bytes": usage.ram,
+        "flash_budget_bytes": flash_budget,
+        "ram_budget_bytes": ram_budget,
+        "sections": {k: {"address": a, "size": z} for k, (a, z) in usage.sections.items()},
+        "models": {p: usage.share(p) for p in args.prefix},
+    }
+    over = [
+        k
+        for k, used, budget in (
+            ("flash", usage.flash, flash_budget),
+            ("ram", usage.ram, ram_budget),
+        )
+        if budget is not None and used > budget
+    ]
+    result["over_budget"] = over
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{args.elf}: text {usage.text:,}  data {usage.data:,}  bss {usage.bss:,}"
+            "  (as arm-none-eabi-size)"
+        )
+        print(
+            f"flash {usage.flash:,} B"
+            + (f" of {flash_budget:,}" if flash_budget else "")
+            + f", RAM {usage.ram:,} B"
+            + (f" of {ram_budget:,}" if ram_budget else "")
+        )
+        for name, (addr, size) in sorted(usage.sections.items(), key=lambda kv: kv[1][0]):
+            print(f"  {name:16s} 0x{addr:08x} {size:10,d}")
+        for p, share in result["models"].items():  # type: ignore[union-attr]
+            print(
+                f"  model {p}*: code {share['code']:,}  weights {share['const']:,}  "
+                f"RAM {share['ram']:,}"
+            )
+        for k in over:
+            print(f"tvc: error: {k} over budget", file=sys.stderr)
+    return EXIT_BUDGET if over else 0
+
+
 COMMANDS = {
     "ir": cmd_ir,
     "run": cmd_run,
     "compile": cmd_compile,
     "boards": cmd_boards,
     "report": cmd_report,
+    "check": cmd_check,
 }
 
 
@@ -269,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tvc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
     except Exception as e:  # a bug in tvc, not in the user's input
         if args.debug:
             traceback.print_exc()

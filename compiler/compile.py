@@ -171,7 +171,8 @@ def check_budget(report: dict[str, object], graph: Graph, plan: Plan) -> None:
     if ram["peak_bytes"] > ram["budget_bytes"]:  # type: ignore[index, operator]
         over.append(
             f"RAM: peak {ram['peak_bytes']:,} B > budget {ram['budget_bytes']:,} B "  # type: ignore[index]
-            f"(arena {ram['arena_bytes']:,} + stack {ram['stack_bytes']:,} + I/O {ram['io_bytes']:,})"
+            f"(arena {ram['arena_bytes']:,} + stack {ram['stack_bytes']:,} "
+            f"+ I/O {ram['io_bytes']:,})"
         )  # type: ignore[index]
     if flash["total_bytes"] > flash["budget_bytes"]:  # type: ignore[index, operator]
         over.append(

@@ -77,6 +77,7 @@ def run_qemu(
         outs.append(res)
     if pos != len(raw) or len(ticks) != len(samples):
         raise TvcError(
-            f"QEMU run returned {len(raw)} output bytes and {len(ticks)} timings for {len(samples)} samples"
+            f"QEMU run returned {len(raw)} output bytes and {len(ticks)} timings "
+            f"for {len(samples)} samples"
         )
     return outs, [int(t) * INSTRUCTIONS_PER_TICK for t in ticks]

@@ -6,7 +6,10 @@ import shutil
 
 from compiler.errors import ToolchainError
 
-INSTALL = "sudo apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (or ./setup.sh)"
+INSTALL = (
+    "sudo apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi "
+    "qemu-system-arm (or ./setup.sh)"
+)
 
 
 def arm_gcc() -> str:

@@ -110,6 +110,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
     }
     plan = plan_arena(q)
+    precheck(q, plan, report)
     generated = emit_c(q, plan, name, Path(opts.model).name, str(details.get("scheme")))
     report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
     report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
@@ -163,6 +164,30 @@ def measure(
         code_bytes=share["code"],
         probe_overhead_bytes=fw.usage.flash - share["const"] - share["code"],
     )
+
+
+def precheck(graph: Graph, plan: Plan, report: dict[str, object]) -> None:
+    """Refuse early when the plan alone (arena + I/O, weights) exceeds a budget: no C is
+    generated or linked for a model that cannot fit; the ELF gives exact figures otherwise."""
+    io = sum(graph.tensors[t].nbytes for t in [*graph.inputs, *graph.outputs])
+    weights = sum(t.nbytes for t in graph.tensors.values() if t.is_const)
+    ram_b, flash_b = report["ram"]["budget_bytes"], report["flash"]["budget_bytes"]  # type: ignore[index]
+    over = []
+    if plan.size + io > ram_b:  # type: ignore[operator]
+        over.append(
+            f"RAM: arena {plan.size:,} B (lower bound {plan.lower_bound:,}) + I/O {io:,} B "
+            f"> budget {ram_b:,} B"
+        )
+    if weights > flash_b:  # type: ignore[operator]
+        over.append(f"flash: weights alone {weights:,} B > budget {flash_b:,} B")
+    if over:
+        raise BudgetError(
+            f"{report['name']} does not fit {report['target']}: "
+            + "; ".join(over)
+            + "\n"
+            + breakdown(graph, plan),
+            budget_hint(report),
+        )
 
 
 def check_budget(report: dict[str, object], graph: Graph, plan: Plan) -> None:

@@ -48,7 +48,13 @@ def _memory(board: Board, emulate: bool) -> tuple[int, int, int, int]:
     return tf.base, min(flash.size, tf.size), tr.base, min(ram.size, tr.size)
 
 
-def build_firmware(outdir: Path, graph: Graph, board: Board, emulate: bool = False) -> Firmware:
+def build_firmware(
+    outdir: Path,
+    graph: Graph,
+    board: Board,
+    emulate: bool = False,
+    extra_sources: tuple[Path, ...] = (),
+) -> Firmware:
     name = graph.name
     plan = plan_arena(graph)
     env = _env()
@@ -67,7 +73,7 @@ def build_firmware(outdir: Path, graph: Graph, board: Board, emulate: bool = Fal
     startup_c = env.get_template("startup.c.j2").render(ctx)
     fb, fs, rb, rs = _memory(board, emulate)
     h = hashlib.sha256(f"{board}{emulate}{OPT}".encode() + main_c.encode() + startup_c.encode())
-    for f in sorted([*outdir.glob("*.c"), *outdir.glob("*.h")]):
+    for f in sorted([*outdir.glob("*.c"), *outdir.glob("*.h")]) + list(extra_sources):
         h.update(f.name.encode() + f.read_bytes())
     work = Path(tempfile.gettempdir()) / "tvc-fw" / h.hexdigest()[:16]
     elf = work / f"{name}.elf"
@@ -77,7 +83,12 @@ def build_firmware(outdir: Path, graph: Graph, board: Board, emulate: bool = Fal
     cc = arm_gcc()
     flags = [*board.cflags, *STRICT, OPT, "-ffunction-sections", "-fdata-sections"]
     objs, cis = [], []
-    for src in [*sorted(outdir.glob("*.c")), work / "probe_main.c", work / "startup.c"]:
+    for src in [
+        *sorted(outdir.glob("*.c")),
+        work / "probe_main.c",
+        work / "startup.c",
+        *extra_sources,
+    ]:
         obj = work / f"{src.stem}.o"
         cmd = [
             cc,

@@ -29,12 +29,18 @@ def find_cc(name: str = "gcc") -> str:
     return cc
 
 
-def build_host(outdir: Path, graph: Graph, sanitize: bool = False, opt: str = "-O2") -> Path:
+def build_host(
+    outdir: Path,
+    graph: Graph,
+    sanitize: bool = False,
+    opt: str = "-O2",
+    defines: tuple[str, ...] = (),
+) -> Path:
     """Compile OUTDIR's sources + a stdin/stdout runner; cached by the sources' content."""
     name = graph.name
     sources = sorted(outdir.glob("*.c"))
     main = host_main(graph, plan_arena(graph), name)
-    flags = [*STRICT, opt, *(SANITIZE if sanitize else [])]
+    flags = [*STRICT, opt, *(SANITIZE if sanitize else []), *(f"-D{d}" for d in defines)]
     h = hashlib.sha256(main.encode() + " ".join(flags).encode())
     for f in sorted([*sources, *outdir.glob("*.h")]):
         h.update(f.name.encode() + f.read_bytes())

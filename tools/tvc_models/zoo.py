@@ -208,3 +208,33 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 MODEL_NAMES = ("resnet9", "resnet9_flatten", "mobilenet_v1_025", "shufflenet_v2", "detector")
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.a = conv_bn(cin, cout, 3, stride)
+        self.b = conv_bn(cout, cout, 3, act="none")
+        needs_proj = stride != 1 or cin != cout
+        self.skip = conv_bn(cin, cout, 1, stride, act="none") if needs_proj else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.b(self.a(x)) + self.skip(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 at 224x224: the model that does not fit a 192 KB microcontroller."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
+        layers: list[nn.Module] = []
+        c = 64
+        for w, s in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(c, w, s), BasicBlock(w, w, 1)]
+            c = w
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))

@@ -1,0 +1,246 @@
+"""Fit and prove it: the arena plan, budgets from the linked ELF, QEMU runs bit-exact on the
+Cortex-M4 and Cortex-M7 twins, tvc check against arm-none-eabi-size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tvc_models.export import export
+from tvc_models.synthetic import mask_images
+from tvc_models.zoo import MODEL_NAMES, ResNet18, _randomize_bn
+
+from compiler.compile import CompileOptions, compile_model
+from compiler.frontend.onnx import load_onnx
+from compiler.ir.interpreter import run_graph
+from compiler.ir.tensor import DTYPES
+from compiler.loader import load_model
+from compiler.passes.manager import run_passes
+from compiler.passes.plan import lifetimes, plan_arena
+from compiler.passes.quantize_affine import quantize_affine
+from compiler.quant.calibrate import observe_ranges
+from compiler.tools.boards import get_board
+from compiler.tools.firmware import build_firmware
+from compiler.tools.host import build_host, run_host
+from compiler.tools.qemu import run_qemu
+
+TVC = str(Path(sys.executable).parent / "tvc")
+CHAINS = ("mobilenet_v1_025",)
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    d = tmp_path_factory.mktemp("calib")
+    x, _ = mask_images(40, seed=31)
+    np.save(d / "calib.npy", x[:32])
+    np.save(d / "val.npy", x[32:])
+    return d
+
+
+@pytest.fixture(scope="module")
+def compiled(exported, calib, tmp_path_factory):  # type: ignore[no-untyped-def]
+    d = tmp_path_factory.mktemp("fit")
+    outs = {}
+    for name in MODEL_NAMES:
+        opts = CompileOptions(
+            model=str(exported(name)),
+            target="mps2-an386",
+            out=str(d / name),
+            calib=str(calib / "calib.npy"),
+            val=str(calib / "val.npy"),
+        )
+        outs[name] = compile_model(opts)[0]
+    opts = CompileOptions(
+        model=str(exported("detector")),
+        target="mps2-an386",
+        out=str(d / "det16"),
+        calib=str(calib / "calib.npy"),
+        quant="seedot",
+        bits="16",
+    )
+    outs["detector_seedot16"] = compile_model(opts)[0]
+    return outs
+
+
+def _samples(graph, n: int, seed: int) -> list[dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            i: rng.integers(
+                np.iinfo(DTYPES[graph.tensors[i].dtype]).min,
+                np.iinfo(DTYPES[graph.tensors[i].dtype]).max + 1,
+                graph.tensors[i].shape,
+            ).astype(DTYPES[graph.tensors[i].dtype])
+            for i in graph.inputs
+        }
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_plan_reaches_the_lower_bound_and_never_overlaps_live_buffers(
+    exported, calib, name: str
+) -> None:
+    g = run_passes(load_onnx(exported(name)), "layout")
+    x = np.load(calib / "calib.npy")[:8]
+    q = quantize_affine(g, observe_ranges(g, [{"x": x[i : i + 1]} for i in range(8)]))
+    plan = plan_arena(q)
+    limit = 1.0 if name in CHAINS else 1.05
+    assert plan.size <= limit * plan.lower_bound, (plan.size, plan.lower_bound)
+    assert plan.size < plan.naive
+    life = lifetimes(q)
+    placed = [
+        (k, plan.offsets[k], plan.offsets[k] + q.tensors[k].nbytes, *life[k]) for k in plan.offsets
+    ]
+    for a in placed:
+        for b in placed:
+            if a[0] < b[0] and a[3] <= b[4] and b[3] <= a[4]:  # alive together
+                assert a[2] <= b[1] or b[2] <= a[1], (
+                    f"{a[0]} and {b[0]} share bytes while both live"
+                )
+
+
+def test_poisoned_freed_buffers_do_not_change_results(compiled) -> None:
+    """Debug build that overwrites every dead buffer: a planner overlap would corrupt outputs."""
+    for name, out in compiled.items():
+        graph = load_model(out)
+        samples = _samples(graph, 4, 3)
+        host = run_host(build_host(out, graph, defines=("TVC_POISON_FREED",)), graph, samples)
+        for s, h in zip(samples, host, strict=True):
+            for o in graph.outputs:
+                np.testing.assert_array_equal(h[o], run_graph(graph, s)[o], err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("twin", ["mps2-an386", "mps2-an500"])
+def test_qemu_is_bit_exact_with_host_and_interpreter(compiled, twin: str) -> None:
+    board = get_board(twin)
+    for name, out in compiled.items():
+        graph = load_model(out)
+        samples = _samples(graph, 3, 4)
+        outs, instructions = run_qemu(out, graph, board, samples)
+        host = run_host(build_host(out, graph), graph, samples)
+        for s, q, h in zip(samples, outs, host, strict=True):
+            for o in graph.outputs:
+                np.testing.assert_array_equal(q[o], h[o], err_msg=f"{name} on {twin}")
+                np.testing.assert_array_equal(
+                    q[o], run_graph(graph, s)[o], err_msg=f"{name} on {twin}"
+                )
+        assert all(i > 0 for i in instructions)
+
+
+def test_instruction_counts_are_deterministic(compiled) -> None:
+    out = compiled["detector"]
+    graph = load_model(out)
+    samples = _samples(graph, 2, 9)
+    _, first = run_qemu(out, graph, get_board("mps2-an386"), samples)
+    _, second = run_qemu(out, graph, get_board("mps2-an386"), samples)
+    assert first == second
+
+
+def test_mobilenet_fits_the_f439_in_192k(exported, calib, tmp_path) -> None:
+    out = tmp_path / "mbv1"
+    r = subprocess.run(
+        [
+            TVC,
+            "compile",
+            str(exported("mobilenet_v1_025")),
+            "--target",
+            "stm32f439",
+            "--ram",
+            "192k",
+            "--calib",
+            str(calib / "calib.npy"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    ram, flash = report["ram"], report["flash"]
+    assert (
+        ram["peak_bytes"] == ram["arena_bytes"] + ram["stack_bytes"] + ram["io_bytes"] <= 192 * 1024
+    )
+    assert 0 < ram["stack_bytes"] < 2048 and ram["arena_bytes"] == ram["lower_bound_bytes"]
+    assert flash["weights_bytes"] + flash["code_bytes"] <= flash["total_bytes"] <= 2 * 1024 * 1024
+    assert "RAM      peak" in r.stdout and "measured from the linked ELF" in r.stdout
+
+
+@pytest.mark.slow
+def test_resnet18_224_is_refused_with_a_breakdown(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = export(_randomize_bn(ResNet18(), 0), (1, 3, 224, 224), tmp_path / "resnet18.onnx")
+    np.save(
+        tmp_path / "calib.npy",
+        np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32),
+    )
+    out = tmp_path / "r18"
+    r = subprocess.run(
+        [
+            TVC,
+            "compile",
+            str(path),
+            "--target",
+            "stm32f439",
+            "--ram",
+            "192k",
+            "--calib",
+            str(tmp_path / "calib.npy"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 4, r.stderr
+    assert (
+        "does not fit stm32f439" in r.stderr
+        and "RAM: arena" in r.stderr
+        and "flash: weights alone" in r.stderr
+    )
+    assert (
+        "live B" in r.stderr
+        and "conv2d" in r.stderr
+        and "hint:" in r.stderr
+        and "Traceback" not in r.stderr
+    )
+    assert not out.exists()
+
+
+def test_check_matches_arm_none_eabi_size_on_a_firmware_with_other_code(compiled, tmp_path) -> None:
+    extra = tmp_path / "app.c"
+    extra.write_text(
+        "#include <stdint.h>\n"
+        "const uint8_t app_table[3000] = {1, 2, 3};\n"
+        "uint8_t app_buffer[5000];\nint32_t app_counter = 7;\n"
+        "int app_tick(int x) {\n"
+        "    app_buffer[x % 5000]++;\n    return app_table[x % 3000] + app_counter;\n}\n"
+    )
+    out = compiled["shufflenet_v2"]
+    graph = load_model(out)
+    fw = build_firmware(out, graph, get_board("stm32f439"), extra_sources=(extra,))
+    size = subprocess.run(
+        ["arm-none-eabi-size", str(fw.elf)], capture_output=True, text=True, check=True
+    ).stdout
+    text, data, bss = (int(v) for v in size.splitlines()[1].split()[:3])
+    r = subprocess.run(
+        [TVC, "check", str(fw.elf), "--board", "stm32f439", "--prefix", graph.name + "_", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["text"], got["data"], got["bss"]) == (text, data, bss)
+    assert got["flash_bytes"] == text + data and got["ram_bytes"] == data + bss
+    assert got["models"][graph.name + "_"]["const"] > 0
+    r = subprocess.run([TVC, "check", str(fw.elf), "--ram", "1k"], capture_output=True, text=True)
+    assert r.returncode == 4 and "ram over budget" in r.stderr

@@ -55,6 +55,8 @@ def build_firmware(
     emulate: bool = False,
     extra_sources: tuple[Path, ...] = (),
 ) -> Firmware:
+    outdir = outdir.resolve()
+    extra_sources = tuple(p.resolve() for p in extra_sources)
     name = graph.name
     plan = plan_arena(graph)
     env = _env()

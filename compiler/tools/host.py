@@ -37,6 +37,7 @@ def build_host(
     defines: tuple[str, ...] = (),
 ) -> Path:
     """Compile OUTDIR's sources + a stdin/stdout runner; cached by the sources' content."""
+    outdir = outdir.resolve()
     name = graph.name
     sources = sorted(outdir.glob("*.c"))
     main = host_main(graph, plan_arena(graph), name)

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
 mkdir -p benchmarks/results
-exec .venv/bin/python -m pytest benchmarks -q -p no:randomly \
+.venv/bin/python -m pytest benchmarks -q -p no:randomly \
     --benchmark-json benchmarks/results/quantize.json --benchmark-columns=min,mean,max,rounds "$@"
+.venv/bin/python benchmarks/bench_fit.py

@@ -1,0 +1,128 @@
+"""Fit benchmark: for each test model, what tvc's C costs on the Cortex-M4 twin, and (for the
+int8 .tflite models) the smallest TFLite Micro arena that runs the same model.
+
+Instruction counts come from QEMU -icount (deterministic); memory from the linked ELF.
+Run: ./bench.sh (writes benchmarks/results/fit.json and prints the README table).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from tvc_models.export import export  # noqa: E402
+from tvc_models.keras_zoo import build_tflite  # noqa: E402
+from tvc_models.synthetic import mask_images  # noqa: E402
+from tvc_models.zoo import MODEL_NAMES, build  # noqa: E402
+
+from compiler.compile import CompileOptions, compile_model  # noqa: E402
+from compiler.loader import load_model  # noqa: E402
+from compiler.tools.boards import get_board  # noqa: E402
+from compiler.tools.qemu import run_qemu  # noqa: E402
+
+TFLITE_MODELS = ("mobilenet_v1_025", "conv", "depthwise", "add_concat", "pools", "softmax_head")
+
+
+def tflm_arena(blob: bytes, x: np.ndarray) -> int:
+    """Smallest arena_size with which TFLite Micro's interpreter still runs (bisection)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    def runs(n: int) -> bool:
+        try:
+            interp = runtime.Interpreter.from_bytes(blob, arena_size=n)
+            interp.set_input(x, 0)
+            interp.invoke()
+            return True
+        except Exception:
+            return False
+
+    lo, hi = 1024, 1 << 22
+    assert runs(hi), "TFLM does not run this model even with 4 MB"
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+    return hi
+
+
+def measure(path: Path, out: Path, calib: Path | None) -> dict[str, object]:
+    opts = CompileOptions(
+        model=str(path), target="mps2-an386", out=str(out), calib=str(calib) if calib else None
+    )
+    _, report = compile_model(opts)
+    graph = load_model(out)
+    rng = np.random.default_rng(0)
+    samples = [
+        {i: rng.integers(-128, 128, graph.tensors[i].shape).astype(np.int8) for i in graph.inputs}
+        for _ in range(2)
+    ]
+    _, instructions = run_qemu(out, graph, get_board("mps2-an386"), samples)
+    macs = sum(int(r["macs"]) for r in report["layers"])  # type: ignore[union-attr, index]
+    ram, flash = report["ram"], report["flash"]
+    return {
+        "macs": macs,
+        "instructions": int(np.mean(instructions)),
+        "instructions_per_mac": round(float(np.mean(instructions)) / max(macs, 1), 2),
+        "peak_ram": ram["peak_bytes"],
+        "arena": ram["arena_bytes"],
+        "stack": ram["stack_bytes"],  # type: ignore[index]
+        "io": ram["io_bytes"],
+        "flash": flash["total_bytes"],
+        "weights": flash["weights_bytes"],  # type: ignore[index]
+        "code": flash["code_bytes"],  # type: ignore[index]
+    }
+
+
+def main() -> None:
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        x, _ = mask_images(32, seed=1)
+        np.save(work / "calib.npy", x)
+        for name in MODEL_NAMES:
+            model, shape = build(name)
+            onnx = export(model, shape, work / f"{name}.onnx")
+            results[f"pytorch/{name}"] = measure(onnx, work / name, work / "calib.npy")
+        for name in TFLITE_MODELS:
+            blob = build_tflite(name)
+            path = work / f"{name}.tflite"
+            path.write_bytes(blob)
+            r = measure(path, work / f"k_{name}", None)
+            graph = load_model(work / f"k_{name}")
+            xin = np.zeros(graph.tensors[graph.inputs[0]].shape, np.int8)
+            r["tflm_arena"] = tflm_arena(blob, xin)
+            r["ratio_vs_tflm"] = round((int(r["arena"]) + int(r["io"])) / int(r["tflm_arena"]), 3)  # type: ignore[call-overload]
+            results[f"keras-tflite/{name}"] = r
+    out = ROOT / "benchmarks" / "results" / "fit.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    cols = [
+        "model",
+        "MACs",
+        "instructions (M4 twin)",
+        "instr/MAC",
+        "peak RAM",
+        "arena + I/O",
+        "TFLM arena",
+        "ratio",
+        "flash",
+    ]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+    for k, r in results.items():
+        tflm = f"{r['tflm_arena']:,}" if "tflm_arena" in r else "n/a"
+        ratio = f"{r['ratio_vs_tflm']}x" if "ratio_vs_tflm" in r else "n/a"
+        mem = int(r["arena"]) + int(r["io"])  # type: ignore[call-overload]
+        print(
+            f"| {k} | {r['macs']:,} | {r['instructions']:,} | {r['instructions_per_mac']} | "
+            f"{r['peak_ram']:,} | {mem:,} | {tflm} | {ratio} | {r['flash']:,} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

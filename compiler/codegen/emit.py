@@ -12,7 +12,7 @@ import numpy as np
 from compiler import __version__
 from compiler.codegen.lower import C_TYPES, Const, Lowering, c_ident
 from compiler.ir.graph import Graph
-from compiler.passes.plan import ALIGN, Plan, lifetimes
+from compiler.passes.plan import ALIGN, Plan
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
 KERNEL_FILES = {
@@ -86,15 +86,15 @@ def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Gene
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []
-    life = lifetimes(graph)
     for k, node in enumerate(graph.nodes):
         out = low.lower(k, node)
         decls += out.decls
         extra += out.consts
+        # poison whole buffers when their (alias-merged) life ends
         dead = sorted(
             (plan.offsets[t], graph.tensors[t].nbytes)
-            for t, (_, last) in life.items()
-            if last == k and t in plan.offsets
+            for t, (_, last) in plan.lives.items()
+            if last == k
         )
         poison = [f"TVC_POISON({off}, {n});" for off, n in dead]
         steps.append(

@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--board", help="qemu engine: the board to emulate (default: the compile target)"
     )
+    run.add_argument("--profile", action="store_true", help="qemu engine: instructions per layer")
 
     chk = sub.add_parser("check", help="flash/RAM of a firmware ELF against budgets (a CI gate)")
     chk.add_argument("elf", type=Path)
@@ -183,11 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         import json as _json
 
         from compiler.tools.boards import get_board
-        from compiler.tools.qemu import run_qemu
+        from compiler.tools.qemu import emulate
 
         target = args.board or _json.loads((Path(args.model) / "report.json").read_text())["target"]
-        outs_q, instr = run_qemu(Path(args.model), graph, get_board(target), [feeds])
-        raw = outs_q[0]
+        result = emulate(Path(args.model), graph, get_board(target), [feeds], profile=args.profile)
+        raw, instr = result.outputs[0], result.instructions
+        if args.profile:
+            _print_profile(graph, result.per_step[0])
         print(
             f"{instr[0]:,} instructions per inference on {get_board(target).emulator} "
             "(QEMU, -icount)"
@@ -274,6 +277,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.outdir}: no report.json (not a tvc compile output directory)")
     sys.stdout.write(summary_text(json.loads(path.read_text())))
     return 0
+
+
+def _print_profile(graph, per_step: list[int]) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    from compiler.tools.report import layer_table
+
+    rows = layer_table(graph)
+    total = max(sum(per_step), 1)
+    table = Table(title="instructions per layer (QEMU, -icount)")
+    for col in ("#", "layer", "op", "MACs", "instructions", "instr/MAC", "share"):
+        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    for k, (row, n) in enumerate(zip(rows, per_step, strict=True)):
+        macs = int(row["macs"])  # type: ignore[call-overload]
+        table.add_row(
+            str(k),
+            str(row["name"])[-40:],
+            str(row["op"]),
+            f"{macs:,}",
+            f"{n:,}",
+            f"{n / macs:.2f}" if macs else "-",
+            f"{100 * n / total:.1f}%",
+        )
+    Console().print(table)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

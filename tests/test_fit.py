@@ -250,3 +250,16 @@ def test_check_matches_arm_none_eabi_size_on_a_firmware_with_other_code(compiled
     assert got["models"][graph.name + "_"]["const"] > 0
     r = subprocess.run([TVC, "check", str(fw.elf), "--ram", "1k"], capture_output=True, text=True)
     assert r.returncode == 4 and "ram over budget" in r.stderr
+
+
+def test_profile_attributes_instructions_to_layers(compiled) -> None:
+    from compiler.tools.qemu import emulate
+
+    out = compiled["mobilenet_v1_025"]
+    graph = load_model(out)
+    run = emulate(out, graph, get_board("mps2-an386"), _samples(graph, 1, 2), profile=True)
+    steps = run.per_step[0]
+    assert len(steps) == len(graph.nodes)
+    assert all(s > 0 for s, n in zip(steps, graph.nodes, strict=True) if n.op == "conv2d")
+    # the marks cost a few dozen instructions each; the rest is the layers
+    assert 0.97 * run.instructions[0] <= sum(steps) <= run.instructions[0]

@@ -96,7 +96,7 @@ def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Gene
             for t, (_, last) in plan.lives.items()
             if last == k
         )
-        poison = [f"TVC_POISON({off}, {n});" for off, n in dead]
+        poison = [f"TVC_POISON({off}, {n});" for off, n in dead] + [f"TVC_PROFILE_STEP({k});"]
         steps.append(
             {"label": node.label.replace("*/", "* /"), "op": node.op, "stmts": out.stmts + poison}
         )

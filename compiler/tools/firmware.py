@@ -54,6 +54,7 @@ def build_firmware(
     board: Board,
     emulate: bool = False,
     extra_sources: tuple[Path, ...] = (),
+    profile: bool = False,
 ) -> Firmware:
     outdir = outdir.resolve()
     extra_sources = tuple(p.resolve() for p in extra_sources)
@@ -69,12 +70,15 @@ def build_firmware(
         "outputs": outputs,
         "board": board.name,
         "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
+        "n_steps": max(len(graph.nodes), 1),
         "fpu": bool(board.fpu),
     }
     main_c = env.get_template("probe_main.c.j2").render(ctx)
     startup_c = env.get_template("startup.c.j2").render(ctx)
     fb, fs, rb, rs = _memory(board, emulate)
-    h = hashlib.sha256(f"{board}{emulate}{OPT}".encode() + main_c.encode() + startup_c.encode())
+    h = hashlib.sha256(
+        f"{board}{emulate}{OPT}{profile}".encode() + main_c.encode() + startup_c.encode()
+    )
     for f in sorted([*outdir.glob("*.c"), *outdir.glob("*.h")]) + list(extra_sources):
         h.update(f.name.encode() + f.read_bytes())
     work = Path(tempfile.gettempdir()) / "tvc-fw" / h.hexdigest()[:16]
@@ -84,6 +88,8 @@ def build_firmware(
     (work / "startup.c").write_text(startup_c)
     cc = arm_gcc()
     flags = [*board.cflags, *STRICT, OPT, "-ffunction-sections", "-fdata-sections"]
+    if profile:
+        flags.append("-DTVC_PROFILE")
     objs, cis = [], []
     for src in [
         *sorted(outdir.glob("*.c")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,13 @@ from compiler.tools.toolchain import qemu
 INSTRUCTIONS_PER_TICK = 40
 
 
+@dataclass
+class QemuRun:
+    outputs: list[dict[str, np.ndarray]]
+    instructions: list[int]  # per inference
+    per_step: list[list[int]] = field(default_factory=list)  # per sample, per node (profile runs)
+
+
 def run_qemu(
     outdir: Path,
     graph: Graph,
@@ -28,9 +36,21 @@ def run_qemu(
     timeout: float = 600,
 ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
     """Outputs per sample and instructions per inference."""
+    r = emulate(outdir, graph, board, samples, timeout)
+    return r.outputs, r.instructions
+
+
+def emulate(
+    outdir: Path,
+    graph: Graph,
+    board: Board,
+    samples: list[dict[str, np.ndarray]],
+    timeout: float = 600,
+    profile: bool = False,
+) -> QemuRun:
     if not board.emulator:
         raise TvcError(f"board {board.name} has no emulator twin to run on")
-    fw = build_firmware(outdir, graph, board, emulate=True)
+    fw = build_firmware(outdir, graph, board, emulate=True, profile=profile)
     machine = get_board(board.emulator).emulator
     with tempfile.TemporaryDirectory(prefix="tvc-qemu-") as d:
         work = Path(d)
@@ -65,6 +85,9 @@ def run_qemu(
             )
         raw = (work / "tvc_out.bin").read_bytes()
         ticks = np.frombuffer((work / "tvc_ticks.bin").read_bytes(), np.uint64)
+        steps = (
+            np.frombuffer((work / "tvc_profile.bin").read_bytes(), np.uint32) if profile else None
+        )
     outs, pos = [], 0
     for _ in samples:
         res = {}
@@ -77,7 +100,14 @@ def run_qemu(
         outs.append(res)
     if pos != len(raw) or len(ticks) != len(samples):
         raise TvcError(
-            f"QEMU run returned {len(raw)} output bytes and {len(ticks)} timings "
+            f"QEMU returned {len(raw)} output bytes and {len(ticks)} timings "
             f"for {len(samples)} samples"
         )
-    return outs, [int(t) * INSTRUCTIONS_PER_TICK for t in ticks]
+    per_step = []
+    if steps is not None:
+        n = max(len(graph.nodes), 1)
+        per_step = [
+            [int(v) * INSTRUCTIONS_PER_TICK for v in steps[k * n : (k + 1) * n]]
+            for k in range(len(samples))
+        ]
+    return QemuRun(outs, [int(t) * INSTRUCTIONS_PER_TICK for t in ticks], per_step)

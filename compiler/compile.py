@@ -20,6 +20,7 @@ from compiler.ir.verify import verify
 from compiler.loader import load_model
 from compiler.passes.manager import run_passes
 from compiler.passes.plan import Plan, lifetimes, plan_arena
+from compiler.passes.schedule import schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
 from compiler.tools.boards import Board, get_board, parse_size
@@ -109,6 +110,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         or None,
         "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
     }
+    q = schedule(q)
     plan = plan_arena(q)
     precheck(q, plan, report)
     generated = emit_c(q, plan, name, Path(opts.model).name, str(details.get("scheme")))

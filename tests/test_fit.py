@@ -263,3 +263,33 @@ def test_profile_attributes_instructions_to_layers(compiled) -> None:
     assert all(s > 0 for s, n in zip(steps, graph.nodes, strict=True) if n.op == "conv2d")
     # the marks cost a few dozen instructions each; the rest is the layers
     assert 0.97 * run.instructions[0] <= sum(steps) <= run.instructions[0]
+
+
+def test_schedule_runs_branches_one_at_a_time() -> None:
+    """Two wide branches each reduced to a small map: run each branch to its end before the
+    next (the exported order computes both wide maps first)."""
+    from compiler.ir.graph import Graph
+    from compiler.ir.registry import make_node
+    from compiler.ir.tensor import Tensor, const_tensor
+    from compiler.passes.schedule import schedule
+
+    rng = np.random.default_rng(0)
+    t = {"x": Tensor("x", (1, 16, 16, 4), "f32", "NHWC")}
+    for k in (1, 2):
+        t[f"w{k}"] = const_tensor(f"w{k}", rng.standard_normal((32, 1, 1, 4)).astype(np.float32))
+        t[f"b{k}"] = Tensor(f"b{k}", (1, 16, 16, 32), "f32", "NHWC")
+        t[f"p{k}"] = Tensor(f"p{k}", (1, 1, 1, 32), "f32", "NHWC")
+    t["y"] = Tensor("y", (1, 1, 1, 64), "f32", "NHWC")
+    nodes = [
+        make_node("conv2d", ["x", "w1"], ["b1"], kernel=[1, 1]),
+        make_node("conv2d", ["x", "w2"], ["b2"], kernel=[1, 1]),
+        make_node("global_avg_pool", ["b1"], ["p1"]),
+        make_node("global_avg_pool", ["b2"], ["p2"]),
+        make_node("concat", ["p1", "p2"], ["y"], axis=3),
+    ]
+    g = Graph("branches", ["x"], ["y"], t, nodes)
+    s = schedule(g)
+    assert [n.outputs[0] for n in s.nodes] == ["b1", "p1", "b2", "p2", "y"]
+    assert plan_arena(s).lower_bound < plan_arena(g).lower_bound
+    x = rng.standard_normal((1, 16, 16, 4)).astype(np.float32)
+    np.testing.assert_array_equal(run_graph(s, {"x": x})["y"], run_graph(g, {"x": x})["y"])

@@ -48,18 +48,52 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     return life
 
 
+# kernels that read element i of an input before writing element i of the output, so the
+# output may overwrite an input of the same size that dies at this node
+IN_PLACE = (
+    "relu",
+    "clip",
+    "sigmoid",
+    "tanh",
+    "hard_swish",
+    "hard_sigmoid",
+    "leaky_relu",
+    "add",
+    "sub",
+    "mul",
+    "quantize",
+)
+
+
 def aliases(graph: Graph) -> dict[str, str]:
-    """Reshape outputs that can simply be their input's bytes (not across the caller's buffers)."""
+    """Outputs that live in an input's bytes (not across the caller's buffers): reshapes always
+    (same bytes), in-place kernels when that input dies here and has the output's size."""
     io = set(graph.inputs) | set(graph.outputs)
+    last_use: dict[str, int] = {}
+    for k, n in enumerate(graph.nodes):
+        for i in n.inputs:
+            last_use[i] = k
     out: dict[str, str] = {}
-    for n in graph.nodes:
-        if (
-            n.op in ALIASING
-            and len(n.inputs) == 1
-            and n.inputs[0] not in io
-            and n.outputs[0] not in io
-        ):
-            out[n.outputs[0]] = out.get(n.inputs[0], n.inputs[0])
+    taken: set[str] = set()  # a buffer is overwritten in place by one output only
+    for k, n in enumerate(graph.nodes):
+        y = n.outputs[0]
+        if y in io or len(n.outputs) != 1:
+            continue
+        if n.op in ALIASING and len(n.inputs) == 1 and n.inputs[0] not in io:
+            out[y] = out.get(n.inputs[0], n.inputs[0])
+            continue
+        if n.op not in IN_PLACE:
+            continue
+        for x in n.inputs:
+            t = graph.tensors[x]
+            fits = t.shape == graph.tensors[y].shape and t.dtype == graph.tensors[y].dtype
+            if x in io or t.is_const or last_use[x] != k or n.inputs.count(x) != 1 or not fits:
+                continue
+            root = out.get(x, x)
+            if root not in taken:
+                taken.add(root)
+                out[y] = root
+                break
     return out
 
 

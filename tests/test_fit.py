@@ -293,3 +293,43 @@ def test_schedule_runs_branches_one_at_a_time() -> None:
     assert plan_arena(s).lower_bound < plan_arena(g).lower_bound
     x = rng.standard_normal((1, 16, 16, 4)).astype(np.float32)
     np.testing.assert_array_equal(run_graph(s, {"x": x})["y"], run_graph(g, {"x": x})["y"])
+
+
+def test_buffers_spill_into_ccm_when_sram_is_full(exported, calib, tmp_path) -> None:
+    """ResNet-9 (64x64) needs ~209 KB: over the F439's 192 KB SRAM, so the largest buffers live
+    at the peak move to the 64 KB CCM; the firmware still runs bit-exact."""
+    out = tmp_path / "r9"
+    r = subprocess.run(
+        [
+            TVC,
+            "compile",
+            str(exported("resnet9")),
+            "--target",
+            "stm32f439",
+            "--ram",
+            "192k",
+            "--calib",
+            str(calib / "calib.npy"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    ram = report["ram"]
+    assert (
+        ram["regions"]["CCM"]["arena_bytes"] > 0 and ram["regions"]["CCM"]["section"] == ".ccmram"
+    )
+    assert ram["main_ram_bytes"] <= 192 * 1024 < ram["peak_bytes"]
+    assert "buffers in CCM" in r.stdout
+    graph = load_model(out)
+    samples = _samples(graph, 2, 8)
+    outs, _ = run_qemu(out, graph, get_board("stm32f439"), samples)
+    poisoned = run_host(build_host(out, graph, defines=("TVC_POISON_FREED",)), graph, samples)
+    for s, q, h in zip(samples, outs, poisoned, strict=True):
+        ref = run_graph(graph, s)["y"]
+        np.testing.assert_array_equal(q["y"], ref)
+        np.testing.assert_array_equal(h["y"], ref)

@@ -81,8 +81,16 @@ def _lines(values: np.ndarray) -> list[str]:
     return [", ".join(flat[i : i + PER_LINE]) + "," for i in range(0, len(flat), PER_LINE)]
 
 
-def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Generated:
-    low = Lowering(graph, plan, name)
+def emit_c(
+    graph: Graph,
+    plan: Plan,
+    name: str,
+    source: str,
+    quant: str,
+    regions: tuple[tuple[str, str], ...] = (),
+) -> Generated:
+    """`regions`: (name, linker section) of the board's extra RAM regions the plan may use."""
+    low = Lowering(graph, plan, name, tuple(r for r, _ in regions))
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []
@@ -92,11 +100,12 @@ def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Gene
         extra += out.consts
         # poison whole buffers when their (alias-merged) life ends
         dead = sorted(
-            (plan.offsets[t], graph.tensors[t].nbytes)
+            (low.base(t), plan.offsets[t], graph.tensors[t].nbytes)
             for t, (_, last) in plan.lives.items()
             if last == k
         )
-        poison = [f"TVC_POISON({off}, {n});" for off, n in dead] + [f"TVC_PROFILE_STEP({k});"]
+        poison = [f"TVC_POISON({b}, {off}, {n});" for b, off, n in dead]
+        poison.append(f"TVC_PROFILE_STEP({k});")
         steps.append(
             {"label": node.label.replace("*/", "* /"), "op": node.op, "stmts": out.stmts + poison}
         )
@@ -158,6 +167,16 @@ def emit_c(graph: Graph, plan: Plan, name: str, source: str, quant: str) -> Gene
         "decls": decls,
         "steps": steps,
         "consts": consts,
+        "extra_arenas": [
+            {
+                "c": f"{name}_arena_{r.lower()}",
+                "NAME": f"{name.upper()}_ARENA_{r.upper()}",
+                "size": max(sz, ALIGN),
+                "section": sec,
+            }
+            for (r, sec), sz in zip(regions, plan.region_sizes, strict=False)
+            if sz > 0
+        ],
     }
     env = _env()
     kernel_files = sorted(

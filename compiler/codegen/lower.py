@@ -76,10 +76,13 @@ def _strides(shape: list[int]) -> list[int]:
 class Lowering:
     """Turns nodes into kernel calls; `ptr` names where each tensor lives."""
 
-    def __init__(self, graph: Graph, plan: Plan, prefix: str) -> None:
+    def __init__(
+        self, graph: Graph, plan: Plan, prefix: str, regions: tuple[str, ...] = ()
+    ) -> None:
         self.g = graph
         self.plan = plan
         self.prefix = prefix
+        self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self.weight_symbols: dict[str, str] = {}
         self.used: set[str] = set()
         for k, (name, t) in enumerate(
@@ -98,7 +101,12 @@ class Lowering:
         qual = "const " if const else ""
         if name in self.g.inputs or name in self.g.outputs:  # the caller's buffers, never copied
             return f"({qual}{ct} *){c_ident(name).lower()}"
-        return f"({qual}{ct} *)(arena + {self.plan.offsets[name]})"
+        return f"({qual}{ct} *)({self.base(name)} + {self.plan.offsets[name]})"
+
+    def base(self, name: str) -> str:
+        """The arena a buffer lives in: the main one, or an extra region's static arena."""
+        r = self.plan.placed_in.get(name)
+        return "arena" if r is None else f"{self.prefix}_arena_{self.regions[r - 1].lower()}"
 
     def lower(self, index: int, node: Node) -> Lowered:
         fn = getattr(self, f"_op_{node.op}", None)

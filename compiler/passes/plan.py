@@ -24,9 +24,9 @@ class Plan:
     naive: int  # every activation in its own buffer
     aliases: dict[str, str] = field(default_factory=dict)  # tensor -> the tensor whose bytes it is
     lives: dict[str, tuple[int, int]] = field(default_factory=dict)  # buffer -> first, last step
-
-    def __post_init__(self) -> None:
-        assert self.size >= self.lower_bound
+    # buffers moved out of the main arena: tensor -> (region index >= 1, offset in its arena)
+    placed_in: dict[str, int] = field(default_factory=dict)
+    region_sizes: tuple[int, ...] = ()  # arena size of each extra region
 
 
 def _aligned(n: int) -> int:
@@ -97,20 +97,10 @@ def aliases(graph: Graph) -> dict[str, str]:
     return out
 
 
-def plan_arena(graph: Graph) -> Plan:
-    """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
-    a reshape's output shares its input's bytes, so that buffer lives as long as either."""
-    alias = aliases(graph)
-    raw = lifetimes(graph)
-    internal = [k for k in raw if k not in graph.inputs and k not in graph.outputs]
-    life: dict[str, tuple[int, int]] = {}
-    for k in internal:
-        f, z = raw[k]
-        root = alias.get(k, k)
-        f0, z0 = life.get(root, (f, z))
-        life[root] = (min(f0, f), max(z0, z))
-    size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
-    order = sorted(life, key=lambda k: (-size_of[k], life[k][0], k))
+def _first_fit(
+    names: list[str], life: dict[str, tuple[int, int]], size_of: dict[str, int]
+) -> tuple[dict[str, int], int]:
+    order = sorted(names, key=lambda k: (-size_of[k], life[k][0], k))
     placed: list[tuple[int, int, int, int]] = []  # offset, end offset, first, last
     offsets: dict[str, int] = {}
     for k in order:
@@ -123,12 +113,73 @@ def plan_arena(graph: Graph) -> Plan:
             offset = max(offset, e)
         offsets[k] = offset
         placed.append((offset, offset + size_of[k], first, last))
+    return offsets, max((o + size_of[k] for k, o in offsets.items()), default=0)
+
+
+def plan_arena(graph: Graph, main_capacity: int | None = None, extra: tuple[int, ...] = ()) -> Plan:
+    """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
+    an aliased output shares its input's bytes, so that buffer lives as long as either.
+    With `main_capacity` and `extra` region sizes: while the main arena is over capacity, the
+    largest buffer live at its peak step moves to the first extra region it fits in."""
+    alias = aliases(graph)
+    raw = lifetimes(graph)
+    internal = [k for k in raw if k not in graph.inputs and k not in graph.outputs]
+    life: dict[str, tuple[int, int]] = {}
+    for k in internal:
+        f, z = raw[k]
+        root = alias.get(k, k)
+        f0, z0 = life.get(root, (f, z))
+        life[root] = (min(f0, f), max(z0, z))
+    size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
     steps = range(-1, len(graph.nodes) + 1)
     lower = max(
         (sum(size_of[k] for k, (f, z) in life.items() if f <= s <= z) for s in steps), default=0
     )
-    size = max((o + size_of[k] for k, o in offsets.items()), default=0)
+    region = {k: 0 for k in life}
+    offsets, size = _first_fit(list(life), life, size_of)
+    extra_offsets: list[dict[str, int]] = [{} for _ in extra]
+    extra_sizes = [0 for _ in extra]
+    while main_capacity is not None and size > main_capacity:
+        main = [k for k in life if region[k] == 0]
+        peak_step = max(
+            steps, key=lambda s: sum(size_of[k] for k in main if life[k][0] <= s <= life[k][1])
+        )
+        candidates = sorted(
+            (k for k in main if life[k][0] <= peak_step <= life[k][1]),
+            key=lambda k: (-size_of[k], k),
+        )
+        moved = False
+        for k in candidates:
+            for r, cap in enumerate(extra):
+                trial = [n for n in life if region[n] == r + 1] + [k]
+                offs, sz = _first_fit(trial, life, size_of)
+                if sz <= cap:
+                    region[k] = r + 1
+                    extra_offsets[r], extra_sizes[r] = offs, sz
+                    moved = True
+                    break
+            if moved:
+                break
+        if not moved:
+            break
+        offsets, size = _first_fit([k for k in life if region[k] == 0], life, size_of)
+    placed_in: dict[str, int] = {}
+    for r, offs in enumerate(extra_offsets):
+        for k, o in offs.items():
+            offsets[k] = o
+            placed_in[k] = r + 1
     for k, root in alias.items():
         offsets[k] = offsets[root]
+        if root in placed_in:
+            placed_in[k] = placed_in[root]
     naive = sum(_aligned(graph.tensors[k].nbytes) for k in internal)
-    return Plan(dict(sorted(offsets.items())), size, lower, naive, alias, life)
+    return Plan(
+        dict(sorted(offsets.items())),
+        size,
+        lower,
+        naive,
+        alias,
+        life,
+        dict(sorted(placed_in.items())),
+        tuple(extra_sizes),
+    )

@@ -48,6 +48,26 @@ def _memory(board: Board, emulate: bool) -> tuple[int, int, int, int]:
     return tf.base, min(flash.size, tf.size), tr.base, min(ram.size, tr.size)
 
 
+def extra_regions(board: Board, emulate: bool, after: int) -> list[dict[str, object]]:
+    """The board's other RAM regions (CCM, DTCM, ...); on the emulator twin, laid out in the
+    twin's RAM right after the main region so QEMU can run what the board would."""
+    out = []
+    base = (after + 0xFFFF) // 0x10000 * 0x10000
+    for r in board.memory:
+        if r.kind != "ram" or r.section == ".bss":
+            continue
+        out.append(
+            {
+                "name": r.name,
+                "base": base if emulate else r.base,
+                "size": r.size,
+                "section": r.section,
+            }
+        )
+        base += r.size
+    return out
+
+
 def build_firmware(
     outdir: Path,
     graph: Graph,
@@ -126,6 +146,7 @@ def build_firmware(
         ram_base=rb,
         ram_size=rs,
         stack_size=(main_stack + 7) // 8 * 8,
+        extra=extra_regions(board, emulate, rb + rs),
     )
     (work / "link.ld").write_text(ld)
     cmd = [

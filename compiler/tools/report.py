@@ -56,10 +56,16 @@ def summary_text(report: dict[str, object]) -> str:
     ram, flash = report.get("ram") or {}, report.get("flash") or {}
     if "peak_bytes" in ram:  # type: ignore[operator]
         lines.append(
-            f"RAM      peak {ram['peak_bytes']:,} B of {ram['budget_bytes']:,} B budget: arena "  # type: ignore[index]
-            f"{ram['arena_bytes']:,} (lower bound {ram['lower_bound_bytes']:,}) + stack "  # type: ignore[index]
-            f"{ram['stack_bytes']:,} + I/O {ram['io_bytes']:,}"  # type: ignore[index]
+            f"RAM      peak {ram['peak_bytes']:,} B; main RAM {ram['main_ram_bytes']:,} B of "  # type: ignore[index]
+            f"{ram['budget_bytes']:,} B budget: arena {ram['arena_bytes']:,} (lower bound "  # type: ignore[index]
+            f"{ram['lower_bound_bytes']:,}) + stack {ram['stack_bytes']:,} "  # type: ignore[index]
+            f"+ I/O {ram['io_bytes']:,}"  # type: ignore[index]
         )
+        for rname, reg in (ram.get("regions") or {}).items():  # type: ignore[union-attr]
+            lines.append(
+                f"         + {reg['arena_bytes']:,} B of buffers in {rname} ({reg['section']}, "
+                f"{reg['size_bytes']:,} B)"
+            )
         lines.append(
             f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]
             f"{flash['weights_bytes']:,} + code {flash['code_bytes']:,} + probe startup "  # type: ignore[index]

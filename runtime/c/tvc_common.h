@@ -24,8 +24,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TVC_ALIGN(n) __attribute__((aligned(n)))
+#define TVC_SECTION(name) __attribute__((section(name)))
 #else
 #define TVC_ALIGN(n)
+#define TVC_SECTION(name)
 #endif
 
 /* requantization of a wide accumulator to the output type */

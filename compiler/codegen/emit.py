@@ -17,6 +17,7 @@ from compiler.passes.plan import ALIGN, Plan
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
 KERNEL_FILES = {
     "conv2d": "tvc_conv.c",
+    "depthwise": "tvc_conv.c",
     "dense": "tvc_dense.c",
     "max_pool": "tvc_pool.c",
     "avg_pool": "tvc_pool.c",
@@ -114,7 +115,7 @@ def emit_c(
         low.weight_symbols.items(), key=lambda kv: int(kv[1].rsplit("_c", 1)[1])
     ):
         t = graph.tensors[tname]
-        if tname not in {i for n in graph.nodes for i in n.inputs}:
+        if tname not in {i for n in graph.nodes for i in n.inputs} or tname in low.replaced:
             continue
         consts.append(
             {

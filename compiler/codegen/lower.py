@@ -85,6 +85,8 @@ class Lowering:
         self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self.weight_symbols: dict[str, str] = {}
         self.used: set[str] = set()
+        self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
+        self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
         for k, (name, t) in enumerate(
             sorted((n, t) for n, t in graph.tensors.items() if t.is_const)
         ):
@@ -189,6 +191,24 @@ class Lowering:
         low.decls.append(_struct("tvc_conv_t", name, fields))
         bias = self.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
         self._check_bias(node, dt)
+        groups = int(a["groups"])  # type: ignore[call-overload]
+        if dt == "i8" and groups > 1 and groups == c:
+            # depthwise: weights as [KH][KW][C_out], so runs of output channels read contiguously
+            w = self.g.tensors[node.inputs[1]].data
+            assert w is not None
+            self.replaced.add(node.inputs[1])
+            hwc = self._table(low, f"{name}_w", "int8_t", w.transpose(1, 2, 0, 3).reshape(-1))
+            low.stmts.append(
+                self.call(
+                    "depthwise_s8",
+                    f"&{name}",
+                    self.ptr(node.inputs[0]),
+                    hwc,
+                    bias,
+                    self.ptr(node.outputs[0], False),
+                )
+            )
+            return low
         low.stmts.append(
             self.call(
                 f"conv2d_{SUFFIX[dt]}",

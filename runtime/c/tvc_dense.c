@@ -56,15 +56,28 @@ int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp) {
     return (int32_t)(negative ? -r : r);
 }
 
-#define TVC_DENSE_BODY(IN_T, ACC_T)                                                             \
+#define TVC_DOT_PLAIN                                                                           \
+    for (int32_t i = 0; i < p->in_dim; ++i) {                                                   \
+        acc += (int64_t)(((int32_t)x[i] - p->in_zp) * ((int32_t)wo[i] - p->w_zp));               \
+    }
+
+/* symmetric int8 weights (every per-channel model, and ours): the DSP dot product */
+#define TVC_DOT_S8                                                                              \
+    if (p->w_zp == 0) {                                                                         \
+        acc = tvc_dot_s8(x, wo, p->in_dim, p->in_zp, acc);                                      \
+    } else {                                                                                    \
+        for (int32_t i = 0; i < p->in_dim; ++i) {                                               \
+            acc += ((int32_t)x[i] - p->in_zp) * ((int32_t)wo[i] - p->w_zp);                     \
+        }                                                                                       \
+    }
+
+#define TVC_DENSE_BODY(IN_T, ACC_T, DOT)                                                        \
     for (int32_t r = 0; r < p->rows; ++r) {                                                     \
         const IN_T *x = in + r * p->in_dim;                                                     \
         for (int32_t o = 0; o < p->out_dim; ++o) {                                              \
             const IN_T *wo = w + o * p->in_dim;                                                 \
             ACC_T acc = bias ? (ACC_T)bias[o] : 0;                                              \
-            for (int32_t i = 0; i < p->in_dim; ++i) {                                           \
-                acc += (ACC_T)((int32_t)x[i] - p->in_zp) * (ACC_T)((int32_t)wo[i] - p->w_zp);   \
-            }                                                                                   \
+            DOT                                                                                 \
             int64_t v;                                                                          \
             const int32_t c = p->per_channel ? o : 0;                                           \
             if (p->requant == TVC_RQ_MULT) {                                                    \
@@ -81,10 +94,10 @@ int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp) {
 
 void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                       int8_t *out) {
-    TVC_DENSE_BODY(int8_t, int32_t)
+    TVC_DENSE_BODY(int8_t, int32_t, TVC_DOT_S8)
 }
 
 void TVC_FN(dense_s16)(const tvc_dense_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
                        int16_t *out) {
-    TVC_DENSE_BODY(int16_t, int64_t)
+    TVC_DENSE_BODY(int16_t, int64_t, TVC_DOT_PLAIN)
 }

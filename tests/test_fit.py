@@ -149,26 +149,26 @@ def test_instruction_counts_are_deterministic(compiled) -> None:
     assert first == second
 
 
+def _compile_f439(model: Path, calib: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        TVC,
+        "compile",
+        str(model),
+        "--target",
+        "stm32f439",
+        "--ram",
+        "192k",
+        "--calib",
+        str(calib / "calib.npy"),
+        "--out",
+        str(out),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
 def test_mobilenet_fits_the_f439_in_192k(exported, calib, tmp_path) -> None:
     out = tmp_path / "mbv1"
-    r = subprocess.run(
-        [
-            TVC,
-            "compile",
-            str(exported("mobilenet_v1_025")),
-            "--target",
-            "stm32f439",
-            "--ram",
-            "192k",
-            "--calib",
-            str(calib / "calib.npy"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = _compile_f439(exported("mobilenet_v1_025"), calib, out)
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     ram, flash = report["ram"], report["flash"]
@@ -299,24 +299,7 @@ def test_buffers_spill_into_ccm_when_sram_is_full(exported, calib, tmp_path) -> 
     """ResNet-9 (64x64) needs ~209 KB: over the F439's 192 KB SRAM, so the largest buffers live
     at the peak move to the 64 KB CCM; the firmware still runs bit-exact."""
     out = tmp_path / "r9"
-    r = subprocess.run(
-        [
-            TVC,
-            "compile",
-            str(exported("resnet9")),
-            "--target",
-            "stm32f439",
-            "--ram",
-            "192k",
-            "--calib",
-            str(calib / "calib.npy"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = _compile_f439(exported("resnet9"), calib, out)
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     ram = report["ram"]

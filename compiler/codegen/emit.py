@@ -77,6 +77,19 @@ def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object
     return info
 
 
+def io_context(graph: Graph, plan: Plan, name: str) -> dict[str, object]:
+    """What every template that calls the model needs: names, inputs, outputs, the call."""
+    inputs = [_io(graph, plan, i, True) for i in graph.inputs]
+    outputs = [_io(graph, plan, o, False) for o in graph.outputs]
+    return {
+        "name": name,
+        "NAME": name.upper(),
+        "inputs": inputs,
+        "outputs": outputs,
+        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
+    }
+
+
 def _lines(values: np.ndarray) -> list[str]:
     flat = [str(int(v)) for v in values.reshape(-1)]
     return [", ".join(flat[i : i + PER_LINE]) + "," for i in range(0, len(flat), PER_LINE)]
@@ -206,13 +219,4 @@ def emit_c(
 
 
 def host_main(graph: Graph, plan: Plan, name: str) -> str:
-    inputs = [_io(graph, plan, i, True) for i in graph.inputs]
-    outputs = [_io(graph, plan, o, False) for o in graph.outputs]
-    ctx = {
-        "name": name,
-        "NAME": name.upper(),
-        "inputs": inputs,
-        "outputs": outputs,
-        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
-    }
-    return _env().get_template("host_main.c.j2").render(ctx)
+    return _env().get_template("host_main.c.j2").render(io_context(graph, plan, name))

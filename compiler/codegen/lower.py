@@ -599,9 +599,10 @@ class Lowering:
 
     _op_identity = _op_reshape
 
-    def _gather(
+    def _strided(
         self,
         low: Lowered,
+        kind: str,
         name: str,
         dt: str,
         src: str,
@@ -610,45 +611,16 @@ class Lowering:
         strides: list[int],
         offset: int,
     ) -> None:
-        low.decls.append(
-            _struct(
-                "tvc_strided_t",
-                name,
-                {
-                    "dims": "{" + _ints(dims) + "}",
-                    "strides": "{" + _ints(strides) + "}",
-                    "offset": offset,
-                },
-            )
-        )
+        """kind "gather": a strided view of src into contiguous dst (slice, split, transpose);
+        "scatter": contiguous src into a strided region of dst (pad, concat)."""
+        fields = {
+            "dims": "{" + _ints(dims) + "}",
+            "strides": "{" + _ints(strides) + "}",
+            "offset": offset,
+        }
+        low.decls.append(_struct("tvc_strided_t", name, fields))
         low.stmts.append(
-            self.call(f"gather_{BYTES[dt]}", f"&{name}", self.ptr(src), self.ptr(dst, False))
-        )
-
-    def _scatter(
-        self,
-        low: Lowered,
-        name: str,
-        dt: str,
-        src: str,
-        dst: str,
-        dims: list[int],
-        strides: list[int],
-        offset: int,
-    ) -> None:
-        low.decls.append(
-            _struct(
-                "tvc_strided_t",
-                name,
-                {
-                    "dims": "{" + _ints(dims) + "}",
-                    "strides": "{" + _ints(strides) + "}",
-                    "offset": offset,
-                },
-            )
-        )
-        low.stmts.append(
-            self.call(f"scatter_{BYTES[dt]}", f"&{name}", self.ptr(src), self.ptr(dst, False))
+            self.call(f"{kind}_{BYTES[dt]}", f"&{name}", self.ptr(src), self.ptr(dst, False))
         )
 
     def _op_transpose(self, name: str, node: Node, dt: str) -> Lowered:
@@ -658,8 +630,9 @@ class Lowering:
         st = _strides(list(x.shape))
         dims = [x.shape[p] for p in perm]
         pad = 4 - len(dims)
-        self._gather(
+        self._strided(
             low,
+            "gather",
             name,
             dt,
             node.inputs[0],
@@ -689,7 +662,9 @@ class Lowering:
     def _op_slice(self, name: str, node: Node, dt: str) -> Lowered:
         low = Lowered()
         dims, strides, offset = self._slice_params(self.g.tensors[node.inputs[0]].shape, node.attrs)
-        self._gather(low, name, dt, node.inputs[0], node.outputs[0], dims, strides, offset)
+        self._strided(
+            low, "gather", name, dt, node.inputs[0], node.outputs[0], dims, strides, offset
+        )
         return low
 
     def _op_split(self, name: str, node: Node, dt: str) -> Lowered:
@@ -702,7 +677,9 @@ class Lowering:
             attrs = {"starts": [start], "ends": [start + size], "axes": [axis], "steps": [1]}
             del r
             dims, strides, offset = self._slice_params(x.shape, attrs)
-            self._gather(low, f"{name}_{k}", dt, node.inputs[0], o, dims, strides, offset)
+            self._strided(
+                low, "gather", f"{name}_{k}", dt, node.inputs[0], o, dims, strides, offset
+            )
             start += size
         return low
 
@@ -715,8 +692,9 @@ class Lowering:
         for k, i in enumerate(node.inputs):
             shape = list(self.g.tensors[i].shape)
             pad = 4 - len(shape)
-            self._scatter(
+            self._strided(
                 low,
+                "scatter",
                 f"{name}_{k}",
                 dt,
                 i,
@@ -747,8 +725,9 @@ class Lowering:
                 self.ptr(node.outputs[0], False),
             )
         )
-        self._scatter(
+        self._strided(
             low,
+            "scatter",
             name,
             dt,
             node.inputs[0],

@@ -65,6 +65,28 @@ class _Groups:
         self.parent[self.find(a)] = self.find(b)
 
 
+def shared_groups(g: Graph) -> dict[str, list[str]]:
+    """The float data tensors (not conv/dense weights and biases), grouped so that the tensors a
+    data-movement op or pool connects share one set of parameters (TFLite's constraint)."""
+    groups = _Groups()
+    for n in g.nodes:
+        if n.op in SAME_SCALE:
+            acts = (
+                n.inputs
+                if n.op == "concat"
+                else [i for i in n.inputs[:1] if not g.tensors[i].is_const]
+            )
+            for t in [*acts, *n.outputs]:
+                groups.union(t, n.outputs[0])
+    weights = {i for n in g.nodes if n.op in ("conv2d", "dense") for i in n.inputs[1:]}
+    data = {t for n in g.nodes for t in [*n.inputs, *n.outputs]} | set(g.inputs) | set(g.outputs)
+    members: dict[str, list[str]] = {}
+    for name in sorted(data - weights):
+        if g.tensors[name].dtype == "f32":
+            members.setdefault(groups.find(name), []).append(name)
+    return members
+
+
 def _weights(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, QParams]:
     flat = (
         np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
@@ -90,25 +112,12 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
             f"(first at node {where.label!r})",
             "keep the model float, or replace these layers",
         )
-    groups = _Groups()
-    fixed: dict[str, QParams] = {}
-    for n in g.nodes:
-        if n.op in SAME_SCALE:
-            acts = [i for i in n.inputs if not g.tensors[i].is_const or n.op == "concat"]
-            for t in [*acts[: None if n.op == "concat" else 1], *n.outputs]:
-                groups.union(t, n.outputs[0])
-        if n.op in FIXED:
-            s, z = FIXED[n.op]
-            fixed[n.outputs[0]] = QParams((_f32(s),), (z,))
-    # parameters per group: a fixed member wins, else the union of the members' ranges
-    # every float tensor that carries data through the graph gets activation parameters; the
-    # weights and biases of conv/dense are quantized separately below
-    weights = {i for n in g.nodes if n.op in ("conv2d", "dense") for i in n.inputs[1:]}
-    data = {t for n in g.nodes for t in [*n.inputs, *n.outputs]} | set(g.inputs) | set(g.outputs)
-    members: dict[str, list[str]] = {}
-    for name in sorted(data - weights):
-        if g.tensors[name].dtype == "f32":
-            members.setdefault(groups.find(name), []).append(name)
+    members = shared_groups(g)
+    fixed = {
+        n.outputs[0]: QParams((_f32(FIXED[n.op][0]),), (FIXED[n.op][1],))
+        for n in g.nodes
+        if n.op in FIXED
+    }
     params: dict[str, QParams] = {}
     for names in members.values():
         pinned = [fixed[n] for n in names if n in fixed]

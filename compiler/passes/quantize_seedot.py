@@ -17,7 +17,7 @@ from compiler.errors import ModelError, UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
-from compiler.passes.quantize_affine import SAME_SCALE, _Groups
+from compiler.passes.quantize_affine import shared_groups
 from compiler.quant.calibrate import Range, observe_ranges
 from compiler.quant.fixedpoint import round_half_away_array
 from compiler.quant.seedot import quantize_pow2
@@ -41,22 +41,8 @@ def quantize_seedot(graph: Graph, ranges: dict[str, Range], bits: int, shift: in
     unsupported = sorted({n.op for n in g.nodes if get_op(n.op).run_int is None})
     if unsupported:
         raise ModelError(f"cannot quantize: no integer kernel for {', '.join(unsupported)}")
-    groups = _Groups()
-    unit: set[str] = set()
-    for n in g.nodes:
-        if n.op in SAME_SCALE:
-            acts = n.inputs if n.op == "concat" else n.inputs[:1]
-            for t in [*acts, *n.outputs]:
-                if not g.tensors[t].is_const or n.op == "concat":
-                    groups.union(t, n.outputs[0])
-        if n.op in UNIT_OUTPUT:
-            unit.add(n.outputs[0])
-    weights = {i for n in g.nodes if n.op in ("conv2d", "dense") for i in n.inputs[1:]}
-    data = {t for n in g.nodes for t in [*n.inputs, *n.outputs]} | set(g.inputs) | set(g.outputs)
-    members: dict[str, list[str]] = {}
-    for name in sorted(data - weights):
-        if g.tensors[name].dtype == "f32":
-            members.setdefault(groups.find(name), []).append(name)
+    members = shared_groups(g)
+    unit = {n.outputs[0] for n in g.nodes if n.op in UNIT_OUTPUT}
     exps: dict[str, int] = {}
     for names in members.values():
         if any(n in unit for n in names):

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.codegen.emit import _env, _io
+from compiler.codegen.emit import _env, io_context
 from compiler.errors import TvcError
 from compiler.ir.graph import Graph
 from compiler.passes.plan import plan_arena
@@ -81,17 +81,11 @@ def build_firmware(
     name = graph.name
     plan = plan_arena(graph)
     env = _env()
-    inputs = [_io(graph, plan, i, True) for i in graph.inputs]
-    outputs = [_io(graph, plan, o, False) for o in graph.outputs]
     ctx = {
-        "name": name,
-        "NAME": name.upper(),
-        "inputs": inputs,
-        "outputs": outputs,
+        **io_context(graph, plan, name),
         "board": board.name,
-        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
-        "n_steps": max(len(graph.nodes), 1),
         "fpu": bool(board.fpu),
+        "n_steps": max(len(graph.nodes), 1),
     }
     main_c = env.get_template("probe_main.c.j2").render(ctx)
     startup_c = env.get_template("startup.c.j2").render(ctx)

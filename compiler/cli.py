@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         "--percentile", type=float, help="clip calibration ranges at this percentile (e.g. 99.99)"
     )
     comp.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
+    comp.add_argument(
+        "--kernels",
+        default="portable",
+        choices=("portable", "cmsis-nn"),
+        help="kernel backend: tvc's portable C, or CMSIS-NN where it computes the same numbers "
+        "(needs CMSIS_NN_ROOT to build and run; default: %(default)s)",
+    )
 
     sub.add_parser("boards", help="list the boards tvc knows")
 
@@ -236,6 +243,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         ram=args.ram,
         flash=args.flash,
         input_shapes=parse_input_shapes(args.input_shape),
+        kernels=args.kernels,
         progress=sys.stderr.isatty(),
     )
     out, report = compile_model(opts)

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compiler.codegen.cmsis import uses_cmsis
 from compiler.codegen.emit import emit_c
 from compiler.errors import BudgetError, UsageError
 from compiler.ir.graph import Graph
@@ -48,6 +49,7 @@ class CompileOptions:
     ram: str | None = None
     flash: str | None = None
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    kernels: str = "portable"
     progress: bool = False
 
 
@@ -115,15 +117,32 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
     }
     q = schedule(q)
-    plan = plan_arena(q)
+    scratch: dict[int, int] = {}
+    if opts.kernels == "cmsis-nn":
+        from compiler.codegen.cmsis import scratch_needs
+
+        scratch = scratch_needs(q)
+    elif opts.kernels != "portable":
+        raise UsageError(f"--kernels {opts.kernels!r}: choose portable or cmsis-nn")
+    plan = plan_arena(q, scratch=scratch)
     io = sum(q.tensors[t].nbytes for t in [*q.inputs, *q.outputs])
     budget = int(report["ram"]["budget_bytes"])  # type: ignore[index, call-overload]
     extras = tuple(r for r in board.memory if r.kind == "ram" and r.section != ".bss")
     if plan.size + io + STACK_RESERVE > budget and extras:
-        plan = plan_arena(q, budget - io - STACK_RESERVE, tuple(r.size for r in extras))
+        plan = plan_arena(q, budget - io - STACK_RESERVE, tuple(r.size for r in extras), scratch)
     precheck(q, plan, report)
     regions = tuple((r.name, r.section) for r in extras)
-    generated = emit_c(q, plan, name, Path(opts.model).name, str(details.get("scheme")), regions)
+    generated = emit_c(
+        q,
+        plan,
+        name,
+        Path(opts.model).name,
+        str(details.get("scheme")),
+        regions,
+        opts.kernels,
+        scratch,
+    )
+    report["kernels"] = opts.kernels
     report["ram"]["regions"] = {  # type: ignore[index]
         r.name: {"arena_bytes": sz, "size_bytes": r.size, "section": r.section}
         for r, sz in zip(extras, plan.region_sizes, strict=False)
@@ -166,6 +185,9 @@ def measure(
             budget_hint(report),
         ) from None
     share = fw.usage.share(graph.name + "_")
+    if uses_cmsis(outdir):  # CMSIS-NN's functions and tables are the model's too
+        lib = fw.usage.share("arm_")
+        share = {k: share[k] + lib[k] for k in share}
     io = sum(graph.tensors[t].nbytes for t in [*graph.inputs, *graph.outputs])
     ram, flash = report["ram"], report["flash"]
     ram.update(  # type: ignore[union-attr]

@@ -102,9 +102,17 @@ def emit_c(
     source: str,
     quant: str,
     regions: tuple[tuple[str, str], ...] = (),
+    kernels: str = "portable",
+    scratch: dict[int, int] | None = None,
 ) -> Generated:
-    """`regions`: (name, linker section) of the board's extra RAM regions the plan may use."""
-    low = Lowering(graph, plan, name, tuple(r for r, _ in regions))
+    """`regions`: (name, linker section) of the board's extra RAM regions the plan may use;
+    `kernels`: "portable" or "cmsis-nn" (with the plan's `scratch` buffers per node)."""
+    if kernels == "cmsis-nn":
+        from compiler.codegen.cmsis import CmsisLowering
+
+        low: Lowering = CmsisLowering(graph, plan, name, tuple(r for r, _ in regions), scratch)
+    else:
+        low = Lowering(graph, plan, name, tuple(r for r, _ in regions))
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []
@@ -116,7 +124,7 @@ def emit_c(
         dead = sorted(
             (low.base(t), plan.offsets[t], graph.tensors[t].nbytes)
             for t, (_, last) in plan.lives.items()
-            if last == k
+            if last == k and t in graph.tensors
         )
         poison = [f"TVC_POISON({b}, {off}, {n});" for b, off, n in dead]
         poison.append(f"TVC_PROFILE_STEP({k});")
@@ -181,6 +189,7 @@ def emit_c(
         "decls": decls,
         "steps": steps,
         "consts": consts,
+        "cmsis": kernels == "cmsis-nn",
         "extra_arenas": [
             {
                 "c": f"{name}_arena_{r.lower()}",
@@ -199,6 +208,7 @@ def emit_c(
                 k.rsplit("_", 1)[0] if k.rsplit("_", 1)[0] in KERNEL_FILES else k.split("_")[0]
             ]
             for k in low.used
+            if k != "cmsis"
         }
     )
     sources = [f"{name}.c", f"{name}_weights.c", *kernel_files]

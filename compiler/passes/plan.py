@@ -116,7 +116,16 @@ def _first_fit(
     return offsets, max((o + size_of[k] for k, o in offsets.items()), default=0)
 
 
-def plan_arena(graph: Graph, main_capacity: int | None = None, extra: tuple[int, ...] = ()) -> Plan:
+def scratch_name(step: int) -> str:
+    return f"__scratch_{step}"
+
+
+def plan_arena(
+    graph: Graph,
+    main_capacity: int | None = None,
+    extra: tuple[int, ...] = (),
+    scratch: dict[int, int] | None = None,
+) -> Plan:
     """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
     an aliased output shares its input's bytes, so that buffer lives as long as either.
     With `main_capacity` and `extra` region sizes: while the main arena is over capacity, the
@@ -131,6 +140,9 @@ def plan_arena(graph: Graph, main_capacity: int | None = None, extra: tuple[int,
         f0, z0 = life.get(root, (f, z))
         life[root] = (min(f0, f), max(z0, z))
     size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
+    for step, nbytes in (scratch or {}).items():  # kernel work buffers, live during their node
+        life[scratch_name(step)] = (step, step)
+        size_of[scratch_name(step)] = _aligned(nbytes)
     steps = range(-1, len(graph.nodes) + 1)
     lower = max(
         (sum(size_of[k] for k, (f, z) in life.items() if f <= s <= z) for s in steps), default=0

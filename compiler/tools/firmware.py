@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from compiler.codegen.cmsis import build_cmsis_objects, uses_cmsis
 from compiler.codegen.emit import _env, io_context
 from compiler.errors import TvcError
 from compiler.ir.graph import Graph
@@ -104,6 +105,11 @@ def build_firmware(
     flags = [*board.cflags, *STRICT, OPT, "-ffunction-sections", "-fdata-sections"]
     if profile:
         flags.append("-DTVC_PROFILE")
+    includes = [f"-I{outdir}"]
+    if uses_cmsis(outdir):
+        from compiler.codegen.cmsis import cmsis_root
+
+        includes.append(f"-I{cmsis_root() / 'Include'}")
     objs, cis = [], []
     for src in [
         *sorted(outdir.glob("*.c")),
@@ -117,7 +123,7 @@ def build_firmware(
             *flags,
             "-fstack-usage",
             "-fcallgraph-info=su",
-            f"-I{outdir}",
+            *includes,
             "-c",
             str(src),
             "-o",
@@ -130,6 +136,23 @@ def build_firmware(
             )
         objs.append(str(obj))
         cis.append(work / f"{src.stem}.ci")
+    if uses_cmsis(outdir):
+        lib, lib_cis, include = build_cmsis_objects(
+            cc,
+            [
+                *board.cflags,
+                "-std=gnu11",
+                OPT,
+                "-w",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fstack-usage",
+                "-fcallgraph-info=su",
+            ],
+            work.parent,
+        )
+        objs += lib
+        cis += lib_cis
     frames, edges = call_graph([c for c in cis if c.exists()])
     model_stack = stack_depth(f"{name}_run", frames, edges)
     main_stack = stack_depth("main", frames, edges) + STACK_MARGIN

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.codegen.cmsis import build_cmsis_objects, uses_cmsis
 from compiler.codegen.emit import host_main
 from compiler.errors import ToolchainError, TvcError
 from compiler.ir.graph import Graph
@@ -51,12 +52,19 @@ def build_host(
         return exe
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "host_main.c").write_text(main)
+    lib: list[str] = []
+    if uses_cmsis(outdir):  # our sources strict, the library as it comes
+        objs, _, include = build_cmsis_objects(
+            find_cc(), ["-std=gnu11", opt, "-w", *(SANITIZE if sanitize else [])], cache.parent
+        )
+        lib, flags = objs, [*flags, include]
     cmd = [
         find_cc(),
         *flags,
         f"-I{outdir}",
         *map(str, sources),
         str(cache / "host_main.c"),
+        *lib,
         "-o",
         str(exe),
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compiler.codegen.cmsis import uses_cmsis
 from compiler.codegen.emit import emit_c
+from compiler.codegen.lower import portable_scratch
 from compiler.errors import BudgetError, UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.text import print_graph
@@ -117,7 +118,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
     }
     q = schedule(q)
-    scratch: dict[int, int] = {}
+    scratch = portable_scratch(q)
     if opts.kernels == "cmsis-nn":
         from compiler.codegen.cmsis import scratch_needs
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.codegen.lower import Lowered, Lowering, _struct
+from compiler.codegen.lower import Lowered, Lowering, _struct, portable_scratch
 from compiler.errors import ToolchainError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
@@ -55,8 +55,9 @@ def _conv_kind(graph: Graph, node: Node) -> str | None:
 
 
 def scratch_needs(graph: Graph) -> dict[int, int]:
-    """Bytes of work buffer per node index (CMSIS-NN, Cortex-M DSP and plain C paths)."""
-    out: dict[int, int] = {}
+    """Bytes of work buffer per node index (CMSIS-NN, Cortex-M DSP and plain C paths; nodes
+    left to the portable kernels keep theirs)."""
+    out: dict[int, int] = portable_scratch(graph)
     for k, n in enumerate(graph.nodes):
         kind = _conv_kind(graph, n)
         if kind == "conv":
@@ -99,11 +100,6 @@ class CmsisLowering(Lowering):
     ):  # type: ignore[no-untyped-def]
         super().__init__(graph, plan, prefix, regions)
         self._scratch_bytes = scratch or {}
-        self._index: dict[int, int] = {}
-
-    def lower(self, index: int, node: Node) -> Lowered:
-        self._index[id(node)] = index
-        return super().lower(index, node)
 
     def _status(self, fn: str, *args: str) -> str:
         self.used.add("cmsis")
@@ -147,7 +143,7 @@ class CmsisLowering(Lowering):
             _dims(f"{name}_b", 1, 1, 1, oc),
         ]
         bias = self.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
-        ctx = self._ctx(low, name, self._index[id(node)])
+        ctx = self._ctx(low, name, self.index)
         if kind == "conv":
             low.decls += [
                 _struct("cmsis_nn_conv_params", f"{name}_cp", common),
@@ -219,7 +215,7 @@ class CmsisLowering(Lowering):
             _dims(f"{name}_b", 1, 1, 1, n_out),
             _dims(f"{name}_out", rows, 1, 1, n_out),
         ]
-        ctx = self._ctx(low, name, self._index[id(node)])
+        ctx = self._ctx(low, name, self.index)
         bias = self.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
         x_ptr, y_ptr = self.ptr(node.inputs[0]), self.ptr(node.outputs[0], False)
         low.stmts.append(
@@ -261,7 +257,7 @@ class CmsisLowering(Lowering):
             _dims(f"{name}_f", 1, a["kernel"][0], a["kernel"][1], 1),  # type: ignore[index]
             _dims(f"{name}_out", 1, oh, ow, c),
         ]
-        ctx = self._ctx(low, name, self._index[id(node)])
+        ctx = self._ctx(low, name, self.index)
         if fn == "arm_avgpool_s8":
             low.stmts.append(self._scratch_check(ctx, f"arm_avgpool_s8_get_buffer_size({ow}, {c})"))
         low.stmts.append(

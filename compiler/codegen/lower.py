@@ -16,9 +16,20 @@ from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops.activation import _sigmoid_f32, act_range
 from compiler.ir.registry import get_op
-from compiler.passes.plan import Plan
+from compiler.passes.plan import Plan, scratch_name
 from compiler.quant import fixedpoint as fx
 from compiler.quant.seedot import TABLE_BITS, pointwise_table
+
+
+def portable_scratch(graph: Graph) -> dict[int, int]:
+    """Work buffers of the portable kernels per node index: conv2d_s8 with groups == 1 keeps two
+    im2col columns of int16 (used on DSP cores)."""
+    out = {}
+    for k, n in enumerate(graph.nodes):
+        if n.op == "conv2d" and graph.tensors[n.inputs[0]].dtype == "i8" and n.attrs["groups"] == 1:
+            _, kh, kw, c = graph.tensors[n.inputs[1]].shape
+            out[k] = 2 * ((kh * kw * c + 3) & ~3) * 2
+    return out
 
 
 class CodegenError(TvcError):
@@ -111,6 +122,7 @@ class Lowering:
         return "arena" if r is None else f"{self.prefix}_arena_{self.regions[r - 1].lower()}"
 
     def lower(self, index: int, node: Node) -> Lowered:
+        self.index = index
         fn = getattr(self, f"_op_{node.op}", None)
         if fn is None:
             raise CodegenError(f"node {node.label!r} ({node.op}) has no C kernel yet")
@@ -209,16 +221,13 @@ class Lowering:
                 )
             )
             return low
-        low.stmts.append(
-            self.call(
-                f"conv2d_{SUFFIX[dt]}",
-                f"&{name}",
-                self.ptr(node.inputs[0]),
-                self.ptr(node.inputs[1]),
-                bias,
-                self.ptr(node.outputs[0], False),
+        args = [f"&{name}", self.ptr(node.inputs[0]), self.ptr(node.inputs[1]), bias]
+        if dt == "i8":  # the DSP kernel's im2col columns (unused elsewhere)
+            s = scratch_name(self.index)
+            args.append(
+                f"(int16_t *)(arena + {self.plan.offsets[s]})" if s in self.plan.offsets else "0"
             )
-        )
+        low.stmts.append(self.call(f"conv2d_{SUFFIX[dt]}", *args, self.ptr(node.outputs[0], False)))
         return low
 
     def _check_bias(self, node: Node, dt: str) -> None:

@@ -9,8 +9,114 @@ static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t
     return tvc_shift_round(acc, p->shift[0]);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* one output pixel's patch as int16 (x - zp; 0 where the patch leaves the input), each group of
+ * four reordered c0 c2 c1 c3 so that a 32-bit load pairs with SXTB16 of four weights */
+static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, int16_t *col) {
+    const int32_t oy = pix / p->out_w, ox = pix % p->out_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+    int32_t k = 0;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (int32_t ic = 0; ic < p->in_c; ++ic) {
+                    col[k++] = 0;
+                }
+                continue;
+            }
+            const int8_t *x = in + (iy * p->in_w + ix) * p->in_c;
+            for (int32_t ic = 0; ic < p->in_c; ++ic) {
+                col[k++] = (int16_t)((int32_t)x[ic] - p->in_zp);
+            }
+        }
+    }
+    for (int32_t j = 0; j + 4 <= k; j += 4) {
+        const int16_t t = col[j + 1];
+        col[j + 1] = col[j + 2];
+        col[j + 2] = t;
+    }
+}
+
+static inline int32_t tvc_load32(const void *ptr) {
+    int32_t v;
+    memcpy(&v, ptr, 4);
+    return v;
+}
+
+static inline int8x4_t tvc_ror8(int32_t v) {
+    return (int8x4_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24));
+}
+
+/* tail of a dot product past the last group of four (plain order there) */
+static inline int32_t tvc_tail(const int8_t *w, const int16_t *col, int32_t from, int32_t to, int32_t acc) {
+    for (int32_t k = from; k < to; ++k) {
+        acc += (int32_t)w[k] * (int32_t)col[k];
+    }
+    return acc;
+}
+
+/* groups == 1 on DSP cores: im2col two output pixels, then two output channels at a time:
+ * 16 MACs per eight SMLADs on registers shared across the 2x2 block */
+static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                              int16_t *scratch, int8_t *out) {
+    const int32_t K = p->k_h * p->k_w * p->in_c;
+    const int32_t K4 = K & ~3;
+    const int32_t stride = (K + 3) & ~3;
+    int16_t *col_a = scratch, *col_b = scratch + stride;
+    const int32_t pixels = p->out_h * p->out_w;
+    for (int32_t pix = 0; pix < pixels; pix += 2) {
+        const int32_t two = pix + 1 < pixels;
+        tvc_im2col_s16(p, in, pix, col_a);
+        if (two) {
+            tvc_im2col_s16(p, in, pix + 1, col_b);
+        }
+        int8_t *ya = out + pix * p->out_c, *yb = ya + p->out_c;
+        for (int32_t oc = 0; oc < p->out_c; oc += 2) {
+            const int32_t pair = oc + 1 < p->out_c;
+            const int8_t *w0 = w + oc * K, *w1 = pair ? w0 + K : w0;
+            int32_t a00 = bias ? bias[oc] : 0, a10 = pair && bias ? bias[oc + 1] : 0;
+            int32_t a01 = a00, a11 = a10;
+            for (int32_t k = 0; k < K4; k += 4) {
+                const int32_t wa = tvc_load32(w0 + k), wb = tvc_load32(w1 + k);
+                const int16x2_t wa02 = __sxtb16(wa), wa13 = __sxtb16(tvc_ror8(wa));
+                const int16x2_t wb02 = __sxtb16(wb), wb13 = __sxtb16(tvc_ror8(wb));
+                const int16x2_t ca02 = tvc_load32(col_a + k), ca13 = tvc_load32(col_a + k + 2);
+                const int16x2_t cb02 = tvc_load32(col_b + k), cb13 = tvc_load32(col_b + k + 2);
+                a00 = __smlad(wa02, ca02, __smlad(wa13, ca13, a00));
+                a01 = __smlad(wa02, cb02, __smlad(wa13, cb13, a01));
+                a10 = __smlad(wb02, ca02, __smlad(wb13, ca13, a10));
+                a11 = __smlad(wb02, cb02, __smlad(wb13, cb13, a11));
+            }
+            a00 = tvc_tail(w0, col_a, K4, K, a00);
+            a01 = tvc_tail(w0, col_b, K4, K, a01);
+            a10 = tvc_tail(w1, col_a, K4, K, a10);
+            a11 = tvc_tail(w1, col_b, K4, K, a11);
+            ya[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a00, oc), p->act_min, p->act_max);
+            if (pair) {
+                ya[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a10, oc + 1), p->act_min, p->act_max);
+            }
+            if (two) {
+                yb[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a01, oc), p->act_min, p->act_max);
+                if (pair) {
+                    yb[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a11, oc + 1), p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+#endif
+
 void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                       int8_t *out) {
+                       int16_t *scratch, int8_t *out) {
+#if defined(__ARM_FEATURE_DSP)
+    if (p->groups == 1 && scratch) {
+        tvc_conv_s8_block(p, in, w, bias, scratch, out);
+        return;
+    }
+#endif
+    (void)scratch;
     const int32_t out_per_group = p->out_c / p->groups;
     const int32_t ipg = p->in_c / p->groups;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {

@@ -1,26 +1,34 @@
 /* Max / average pooling over H, W (NHWC), and the mean over H, W (global average). */
 #include "tvc_common.h"
 
+/* per output pixel: the channel row of the first in-bounds tap, then contiguous per-channel
+ * maxima over the others (no bounds checks inside the channel loop) */
 #define TVC_MAX_POOL_BODY(T)                                                                   \
     for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                \
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;                                       \
+        int32_t ky_lo, ky_hi;                                                                  \
+        tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);                         \
         for (int32_t ox = 0; ox < p->out_w; ++ox) {                                            \
-            for (int32_t c = 0; c < p->c; ++c) {                                               \
-                int32_t best = INT32_MIN;                                                      \
-                for (int32_t ky = 0; ky < p->k_h; ++ky) {                                      \
-                    const int32_t iy = oy * p->stride_h - p->pad_t + ky * p->dil_h;            \
-                    if (iy < 0 || iy >= p->in_h) {                                             \
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;                                   \
+            int32_t kx_lo, kx_hi;                                                              \
+            tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);                     \
+            T *y = out + (oy * p->out_w + ox) * p->c;                                          \
+            int32_t first = 1;                                                                 \
+            for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {                                       \
+                for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {                                   \
+                    const T *x = in + ((iy0 + ky * p->dil_h) * p->in_w + ix0 + kx * p->dil_w) * p->c; \
+                    if (first) {                                                               \
+                        memcpy(y, x, (size_t)p->c * sizeof(T));                                \
+                        first = 0;                                                             \
                         continue;                                                              \
                     }                                                                          \
-                    for (int32_t kx = 0; kx < p->k_w; ++kx) {                                  \
-                        const int32_t ix = ox * p->stride_w - p->pad_l + kx * p->dil_w;        \
-                        if (ix < 0 || ix >= p->in_w) {                                         \
-                            continue;                                                          \
-                        }                                                                      \
-                        const int32_t v = in[(iy * p->in_w + ix) * p->c + c];                  \
-                        best = v > best ? v : best;                                            \
+                    for (int32_t c = 0; c < p->c; ++c) {                                       \
+                        y[c] = x[c] > y[c] ? x[c] : y[c];                                      \
                     }                                                                          \
                 }                                                                              \
-                out[(oy * p->out_w + ox) * p->c + c] = (T)tvc_clamp32(best, p->act_min, p->act_max); \
+            }                                                                                  \
+            for (int32_t c = 0; c < p->c; ++c) {                                               \
+                y[c] = first ? (T)p->act_min : (T)tvc_clamp32(y[c], p->act_min, p->act_max);   \
             }                                                                                  \
         }                                                                                      \
     }

@@ -222,13 +222,7 @@ def precheck(graph: Graph, plan: Plan, report: dict[str, object]) -> None:
     if weights > flash_b:  # type: ignore[operator]
         over.append(f"flash: weights alone {weights:,} B > budget {flash_b:,} B")
     if over:
-        raise BudgetError(
-            f"{report['name']} does not fit {report['target']}: "
-            + "; ".join(over)
-            + "\n"
-            + breakdown(graph, plan),
-            budget_hint(report),
-        )
+        raise over_budget(report, over, graph, plan)
 
 
 def check_budget(report: dict[str, object], graph: Graph, plan: Plan) -> None:
@@ -245,9 +239,14 @@ def check_budget(report: dict[str, object], graph: Graph, plan: Plan) -> None:
             f"flash: {flash['total_bytes']:,} B > budget {flash['budget_bytes']:,} B "  # type: ignore[index]
             f"(weights {flash['weights_bytes']:,}, code {flash['code_bytes']:,})"
         )  # type: ignore[index]
-    if not over:
-        return
-    raise BudgetError(
+    if over:
+        raise over_budget(report, over, graph, plan)
+
+
+def over_budget(
+    report: dict[str, object], over: list[str], graph: Graph, plan: Plan
+) -> BudgetError:
+    return BudgetError(
         f"{report['name']} does not fit {report['target']}: "
         + "; ".join(over)
         + "\n"

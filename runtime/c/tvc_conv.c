@@ -9,6 +9,43 @@ static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t
     return tvc_shift_round(acc, p->shift[0]);
 }
 
+/* the general loop nest: valid taps per output pixel hoisted out of the channel loop, DOT
+ * accumulating one tap's channels of group g */
+#define TVC_CONV_LOOPS(T, ACC_T, DOT)                                                          \
+    const int32_t out_per_group = p->out_c / p->groups;                                        \
+    const int32_t ipg = p->in_c / p->groups;                                                   \
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                \
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;                                       \
+        int32_t ky_lo, ky_hi;                                                                  \
+        tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);                         \
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {                                            \
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;                                   \
+            int32_t kx_lo, kx_hi;                                                              \
+            tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);                     \
+            T *y = out + (oy * p->out_w + ox) * p->out_c;                                      \
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {                                        \
+                const int32_t g = oc / out_per_group;                                          \
+                ACC_T acc = bias ? (ACC_T)bias[oc] : 0;                                        \
+                for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {                                   \
+                    const T *xrow = in + ((iy0 + ky * p->dil_h) * p->in_w) * p->in_c + g * ipg; \
+                    const T *wrow = w + ((oc * p->k_h + ky) * p->k_w) * ipg;                   \
+                    for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {                               \
+                        const T *x = xrow + (ix0 + kx * p->dil_w) * p->in_c;                   \
+                        const T *wk = wrow + kx * ipg;                                         \
+                        DOT                                                                    \
+                    }                                                                          \
+                }                                                                              \
+                y[oc] = (T)tvc_clamp32(tvc_conv_requant(p, acc, oc), p->act_min, p->act_max);  \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+#define TVC_CONV_DOT_S8 acc = tvc_dot_s8(x, wk, ipg, p->in_zp, acc);
+#define TVC_CONV_DOT_PLAIN                                                                     \
+    for (int32_t ic = 0; ic < ipg; ++ic) {                                                     \
+        acc += (int64_t)((int32_t)x[ic] * (int32_t)wk[ic]);                                    \
+    }
+
 #if defined(__ARM_FEATURE_DSP)
 /* one output pixel's patch as int16 (x - zp; 0 where the patch leaves the input), each group of
  * four reordered c0 c2 c1 c3 so that a 32-bit load pairs with SXTB16 of four weights */
@@ -117,32 +154,7 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
     }
 #endif
     (void)scratch;
-    const int32_t out_per_group = p->out_c / p->groups;
-    const int32_t ipg = p->in_c / p->groups;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        int32_t ky_lo, ky_hi;
-        tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_l;
-            int32_t kx_lo, kx_hi;
-            tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);
-            int8_t *y = out + (oy * p->out_w + ox) * p->out_c;
-            for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                const int32_t g = oc / out_per_group;
-                int32_t acc = bias ? bias[oc] : 0;
-                for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-                    const int8_t *xrow = in + ((iy0 + ky * p->dil_h) * p->in_w) * p->in_c + g * ipg;
-                    const int8_t *wrow = w + ((oc * p->k_h + ky) * p->k_w) * ipg;
-                    for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
-                        acc = tvc_dot_s8(xrow + (ix0 + kx * p->dil_w) * p->in_c, wrow + kx * ipg, ipg,
-                                         p->in_zp, acc);
-                    }
-                }
-                y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, acc, oc), p->act_min, p->act_max);
-            }
-        }
-    }
+    TVC_CONV_LOOPS(int8_t, int32_t, TVC_CONV_DOT_S8)
 }
 
 /* depthwise: out channel oc reads input channel oc / mult; weights [KH][KW][C_out] so that a
@@ -198,33 +210,5 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
 
 void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
                         int16_t *out) {
-    const int32_t out_per_group = p->out_c / p->groups;
-    const int32_t ipg = p->in_c / p->groups;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        int32_t ky_lo, ky_hi;
-        tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_l;
-            int32_t kx_lo, kx_hi;
-            tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);
-            for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                const int32_t g = oc / out_per_group;
-                int64_t acc = bias ? bias[oc] : 0;
-                for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-                    const int16_t *xrow = in + ((iy0 + ky * p->dil_h) * p->in_w) * p->in_c + g * ipg;
-                    const int16_t *wrow = w + ((oc * p->k_h + ky) * p->k_w) * ipg;
-                    for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
-                        const int16_t *x = xrow + (ix0 + kx * p->dil_w) * p->in_c;
-                        const int16_t *wk = wrow + kx * ipg;
-                        for (int32_t ic = 0; ic < ipg; ++ic) {
-                            acc += (int64_t)((int32_t)x[ic] * (int32_t)wk[ic]);
-                        }
-                    }
-                }
-                out[(oy * p->out_w + ox) * p->out_c + oc] =
-                    (int16_t)tvc_clamp32(tvc_conv_requant(p, acc, oc), p->act_min, p->act_max);
-            }
-        }
-    }
+    TVC_CONV_LOOPS(int16_t, int64_t, TVC_CONV_DOT_PLAIN)
 }

@@ -335,8 +335,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         "flash_budget_bytes": flash_budget,
         "ram_budget_bytes": ram_budget,
         "sections": {k: {"address": a, "size": z} for k, (a, z) in usage.sections.items()},
+        "stack_bytes": usage.stack,
         "models": {p: usage.share(p) for p in args.prefix},
     }
+    if board is not None:  # each region's use (.data counts where it runs, in RAM)
+        regions = [(r.name, r.base, r.size) for r in board.memory]
+        used = usage.by_region(regions)
+        flash = next((r.name for r in board.memory if r.kind == "flash"), None)
+        if flash is not None:  # .data runs in RAM but its initial image is stored in flash
+            used[flash] += usage.data
+        result["regions"] = {r.name: {"used": used[r.name], "size": r.size} for r in board.memory}
     over = [
         k
         for k, used, budget in (
@@ -361,6 +369,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         for name, (addr, size) in sorted(usage.sections.items(), key=lambda kv: kv[1][0]):
             print(f"  {name:16s} 0x{addr:08x} {size:10,d}")
+        if usage.stack:
+            print(f"stack reserved: {usage.stack:,} B")
+        for rname, r in (result.get("regions") or {}).items():  # type: ignore[union-attr]
+            print(f"  region {rname:10s} {r['used']:10,d} of {r['size']:,} B")
         for p, share in result["models"].items():  # type: ignore[union-attr]
             print(
                 f"  model {p}*: code {share['code']:,}  weights {share['const']:,}  "

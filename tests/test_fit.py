@@ -316,3 +316,51 @@ def test_buffers_spill_into_ccm_when_sram_is_full(exported, calib, tmp_path) -> 
         ref = run_graph(graph, s)["y"]
         np.testing.assert_array_equal(q["y"], ref)
         np.testing.assert_array_equal(h["y"], ref)
+
+
+def test_check_reports_regions_and_stack(compiled) -> None:
+    out = compiled["detector"]
+    graph = load_model(out)
+    fw = build_firmware(out, graph, get_board("stm32f439"))
+    r = subprocess.run(
+        [TVC, "check", str(fw.elf), "--board", "stm32f439", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    got = json.loads(r.stdout)
+    assert got["stack_bytes"] >= fw.main_stack
+    regions = got["regions"]
+    assert (
+        regions["FLASH"]["used"] == got["text"] + got["data"] - got["data"]
+    )  # .data's image is counted in RAM
+    assert regions["SRAM"]["used"] == got["data"] + got["bss"] and regions["CCM"]["used"] == 0
+
+
+def test_missing_cross_toolchain_is_exit_6_with_the_install_line(compiled, tmp_path) -> None:
+    import os
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gcc", "timeout"):
+        found = shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 64, 64), np.float32))
+    r = subprocess.run(
+        [
+            TVC,
+            "run",
+            str(compiled["detector"]),
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--engine",
+            "qemu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 6, r.stderr
+    assert "not found" in r.stderr and "apt-get install" in r.stderr and "Traceback" not in r.stderr

@@ -34,6 +34,20 @@ class ElfUsage:
     def ram(self) -> int:
         return self.data + self.bss
 
+    @property
+    def stack(self) -> int:
+        """The stack the link reserves, when it is a section (tvc's probe, many vendor scripts)."""
+        return sum(size for name, (_, size) in self.sections.items() if "stack" in name.lower())
+
+    def by_region(self, regions: list[tuple[str, int, int]]) -> dict[str, int]:
+        """Bytes of allocated sections per memory region (name, base, size) by address."""
+        out = {name: 0 for name, _, _ in regions}
+        for addr, size in self.sections.values():
+            for name, base, length in regions:
+                if base <= addr < base + length:
+                    out[name] += size
+        return out
+
     def share(self, prefix: str) -> dict[str, int]:
         """Bytes of code, read-only data and RAM in symbols starting with `prefix`."""
         out = {"code": 0, "const": 0, "ram": 0}

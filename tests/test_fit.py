@@ -330,7 +330,9 @@ def test_check_reports_regions_and_stack(compiled) -> None:
     got = json.loads(r.stdout)
     assert got["stack_bytes"] >= fw.main_stack
     regions = got["regions"]
-    assert regions["FLASH"]["used"] == got["text"] + got["data"]  # .data's image is counted in RAM
+    assert (
+        regions["FLASH"]["used"] == got["text"] + got["data"]
+    )  # .data runs in RAM; its initial image is in flash
     assert regions["SRAM"]["used"] == got["data"] + got["bss"] and regions["CCM"]["used"] == 0
 
 

@@ -9,6 +9,7 @@ from helpers import ort_run, rel_err, tvc_float
 from onnx import helper
 from onnx_builder import model, save
 
+from compiler.errors import TvcError
 from compiler.frontend.onnx import load_onnx
 from compiler.passes.manager import STAGES, run_passes
 
@@ -306,6 +307,27 @@ CASES: dict[str, tuple] = {
         13,
         X,
     ),
+    "resize_nearest_scales": (
+        [
+            N(
+                "Resize",
+                ["x", "", "sc"],
+                ["y"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        ],
+        {"sc": np.array([1, 1, 2, 3], np.float32)},
+        13,
+        X,
+    ),
+    "resize_nearest_sizes_half_pixel": (
+        [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest")],
+        {"sz": i64(1, 4, 27, 20)},
+        13,
+        X,
+    ),
     "constant_node": (
         [
             N(
@@ -335,6 +357,21 @@ def test_op_matches_onnxruntime(tmp_path, case: str) -> None:
         g = run_passes(graph, stage)
         (ours,) = tvc_float(g, {"x": x})
         assert rel_err(ours, ref) <= 1e-5, f"after {stage}"
+
+
+def test_bilinear_resize_is_refused_with_a_hint(tmp_path) -> None:
+    m = model(
+        [N("Resize", ["x", "", "sc"], ["y"], mode="linear")],
+        {"x": X},
+        ["y"],
+        {"sc": np.array([1, 1, 2, 2], np.float32)},
+        13,
+    )
+    path = save(m, tmp_path / "bilinear.onnx")
+    with pytest.raises(TvcError) as e:
+        load_onnx(path)
+    msg = str(e.value)
+    assert "Resize" in msg and "mode=linear" in msg and "nearest" in msg
 
 
 def test_layout_rules_need_no_transpose_for_axis_ops(tmp_path) -> None:

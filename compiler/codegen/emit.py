@@ -18,6 +18,7 @@ RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
 KERNEL_FILES = {
     "conv2d": "tvc_conv.c",
     "depthwise": "tvc_conv.c",
+    "resize_nearest": "tvc_move.c",
     "dense": "tvc_dense.c",
     "max_pool": "tvc_pool.c",
     "avg_pool": "tvc_pool.c",

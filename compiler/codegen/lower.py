@@ -747,6 +747,24 @@ class Lowering:
         )
         return low
 
+    def _op_resize_nearest(self, name: str, node: Node, dt: str) -> Lowered:
+        low = Lowered()
+        _, h, w, c = self.g.tensors[node.inputs[0]].shape
+        fh, fw = node.attrs["scale"]  # type: ignore[misc]
+        low.stmts.append(
+            self.call(
+                f"resize_nearest_{BYTES[dt]}",
+                str(h),
+                str(w),
+                str(c),
+                str(fh),
+                str(fw),
+                self.ptr(node.inputs[0]),
+                self.ptr(node.outputs[0], False),
+            )
+        )
+        return low
+
     def _op_permute_channels(self, name: str, node: Node, dt: str) -> Lowered:
         low = Lowered()
         x = self.g.tensors[node.inputs[0]]

@@ -585,3 +585,47 @@ def _constant(imp: Importer, node: onnx.NodeProto) -> None:
     else:
         imp.fail(node, f"has an unsupported value kind {sorted(a)}")
     imp.add_constant(node.output[0], arr)
+
+
+@handles("Resize")
+def _resize(imp: Importer, node: onnx.NodeProto) -> None:
+    """Nearest-neighbour by integer factors on H and W (nn.Upsample(mode="nearest"))."""
+    a = attrs_of(node)
+    shape = _need4d(imp, node, node.input[0])
+    mode = str(a.get("mode", "nearest"))
+    coord = str(a.get("coordinate_transformation_mode", "half_pixel"))
+    rounding = str(a.get("nearest_mode", "round_prefer_floor"))
+    if mode != "nearest" or (coord, rounding) not in (
+        ("asymmetric", "floor"),
+        ("half_pixel", "round_prefer_floor"),
+        ("pytorch_half_pixel", "round_prefer_floor"),
+    ):
+        imp.fail(
+            node,
+            f"mode={mode} coordinate_transformation_mode={coord} "
+            f"nearest_mode={rounding} is not supported",
+            "tvc supports nearest upsampling by integer factors (nn.Upsample(mode='nearest'))",
+        )
+    scales = sizes = None
+    names = list(node.input[1:])
+    if len(names) > 1 and names[1]:
+        scales = imp.value(names[1])
+    if len(names) > 2 and names[2]:
+        sizes = imp.value(names[2])
+    if sizes is not None:
+        factors = [
+            int(s) // d if int(s) % d == 0 else 0
+            for s, d in zip(np.asarray(sizes).reshape(-1), shape, strict=True)
+        ]
+    elif scales is not None and np.asarray(scales).size == 4:
+        factors = [
+            int(f) if float(f).is_integer() else 0
+            for f in np.asarray(scales, np.float64).reshape(-1)
+        ]
+    else:
+        imp.fail(node, "has run-time scales or sizes; tvc needs them constant")
+    if factors[0] != 1 or factors[1] != 1 or min(factors[2:]) < 1:
+        imp.fail(node, f"scales N,C,H,W by {factors}; tvc supports integer factors on H and W")
+    imp.emit(
+        node, "resize_nearest", [node.input[0]], [node.output[0]], scale=factors[2:], layout="NCHW"
+    )

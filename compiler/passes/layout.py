@@ -276,7 +276,14 @@ def _reshape(rw: _Rewriter, n: Node) -> None:
 RULES = {
     **{
         op: _spatial
-        for op in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batch_norm")
+        for op in (
+            "conv2d",
+            "max_pool2d",
+            "avg_pool2d",
+            "global_avg_pool",
+            "batch_norm",
+            "resize_nearest",
+        )
     },
     **{
         op: _unary

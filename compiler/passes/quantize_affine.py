@@ -30,6 +30,7 @@ SAME_SCALE = {
     "identity",
     "max_pool2d",
     "avg_pool2d",
+    "resize_nearest",
 }
 FIXED = {"softmax": (1.0 / 256, -128), "sigmoid": (1.0 / 256, -128), "tanh": (1.0 / 128, 0)}
 

@@ -210,6 +210,10 @@ void TVC_FN(scatter_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(scatter_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(permute_last_b1)(int32_t rows, int32_t depth, const int32_t *perm, const int8_t *in, int8_t *out);
 void TVC_FN(permute_last_b2)(int32_t rows, int32_t depth, const int32_t *perm, const int16_t *in, int16_t *out);
+void TVC_FN(resize_nearest_b1)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int8_t *in,
+                               int8_t *out);
+void TVC_FN(resize_nearest_b2)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int16_t *in,
+                               int16_t *out);
 void TVC_FN(fill_b1)(int32_t count, int8_t value, int8_t *out);
 void TVC_FN(fill_b2)(int32_t count, int16_t value, int16_t *out);
 

@@ -47,3 +47,22 @@ void TVC_FN(fill_b2)(int32_t count, int16_t value, int16_t *out) {
         out[i] = value;
     }
 }
+
+/* nearest-neighbour upscaling by integer factors, NHWC: out[y][x] = in[y / fh][x / fw] */
+#define TVC_RESIZE_BODY(T)                                                                     \
+    for (int32_t y = 0; y < in_h * fh; ++y) {                                                  \
+        for (int32_t x = 0; x < in_w * fw; ++x) {                                              \
+            memcpy(out + (y * in_w * fw + x) * c, in + ((y / fh) * in_w + x / fw) * c,         \
+                   (size_t)c * sizeof(T));                                                     \
+        }                                                                                      \
+    }
+
+void TVC_FN(resize_nearest_b1)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int8_t *in,
+                               int8_t *out) {
+    TVC_RESIZE_BODY(int8_t)
+}
+
+void TVC_FN(resize_nearest_b2)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int16_t *in,
+                               int16_t *out) {
+    TVC_RESIZE_BODY(int16_t)
+}

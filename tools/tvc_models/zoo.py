@@ -193,6 +193,24 @@ class TwoHeadDetector(nn.Module):
         return loc, F.softmax(conf, dim=-1)
 
 
+class FpnDetector(nn.Module):
+    """Feature-pyramid head: the coarse map is upsampled (nearest, x2) and added to the fine
+    one, as face detectors with a top-down path do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Sequential(conv_bn(3, 8, 3, 2), conv_bn(8, 16, 3, 2))
+        self.c2 = conv_bn(16, 16, 3, 2)
+        self.lat = nn.Conv2d(16, 16, 1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.head = nn.Conv2d(16, 6, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.c1(x)
+        f2 = self.c2(f1)
+        return self.head(F.relu(self.lat(f1) + self.up(f2)))
+
+
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
     """A named test model (eval mode, seeded) and its NCHW input shape."""
     torch.manual_seed(seed)
@@ -202,6 +220,7 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
         "mobilenet_v1_025": (lambda: MobileNetV1(0.25), (1, 3, 64, 64)),
         "shufflenet_v2": (lambda: ShuffleNetV2(), (1, 3, 64, 64)),
         "detector": (lambda: TwoHeadDetector(), (1, 3, 64, 64)),
+        "fpn_detector": (lambda: FpnDetector(), (1, 3, 64, 64)),
     }
     make, shape = models[name]
     return _randomize_bn(make(), seed), shape

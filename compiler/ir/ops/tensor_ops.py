@@ -261,3 +261,29 @@ def pad_int(
     r = x[0].ndim
     width = [(pads[i], pads[i + r]) for i in range(r)]  # type: ignore[index]
     return [np.pad(x[0], width, constant_values=code)]
+
+
+def _infer_resize(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    from compiler.ir.ops._util import hwc_dims, make_shape
+
+    layout = str(node.attrs["layout"])
+    n, h, w, c = hwc_dims(t[0].shape, layout)
+    fh, fw = node.attrs["scale"]  # type: ignore[misc]
+    return [TType(make_shape(n, h * fh, w * fw, c, layout), t[0].dtype)]
+
+
+@op(
+    "resize_nearest",
+    attrs={"scale": AttrSpec("ints")},  # integer upscale factors [h, w]
+    infer=_infer_resize,
+    layout_sensitive=True,
+    dtypes=ANY,
+)
+def resize_nearest(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Nearest-neighbour upscaling by integer factors: out[y][x] = in[y // fh][x // fw]."""
+    fh, fw = node.attrs["scale"]  # type: ignore[misc]
+    h_axis, w_axis = (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
+    return [np.repeat(np.repeat(x[0], fh, axis=h_axis), fw, axis=w_axis)]
+
+
+_moves_bytes("resize_nearest")

@@ -81,6 +81,18 @@ def _assert_host_matches_interpreter(outdir: Path, structured: np.ndarray | None
             np.testing.assert_array_equal(h[o], ref[o], err_msg=f"{outdir.name}: {o}")
 
 
+def _assert_builds_for_m4(outdir: Path, tmp_path: Path) -> None:
+    cc = shutil.which("arm-none-eabi-gcc")
+    assert cc, "arm-none-eabi-gcc missing: run ./setup.sh"
+    for src in sorted(outdir.glob("*.c")):
+        r = subprocess.run(
+            [cc, *STRICT, *ARM_FLAGS, f"-I{outdir}", "-c", str(src), "-o", str(tmp_path / "x.o")],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, f"{src}:\n{r.stderr}"
+
+
 @pytest.mark.parametrize("quant,bits", [("affine", "8"), ("seedot", "8"), ("seedot", "16")])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_pytorch_models_host_c_is_bit_exact(
@@ -102,15 +114,7 @@ def test_nearest_upsampling_fpn_is_bit_exact_and_builds_for_m4(
     assert any(n.op == "resize_nearest" for n in graph.nodes)
     x, _ = mask_images(N_INPUTS, seed=9)
     _assert_host_matches_interpreter(out, x)
-    cc = shutil.which("arm-none-eabi-gcc")
-    assert cc, "arm-none-eabi-gcc missing: run ./setup.sh"
-    for src in sorted(out.glob("*.c")):
-        r = subprocess.run(
-            [cc, *STRICT, *ARM_FLAGS, f"-I{out}", "-c", str(src), "-o", str(tmp_path / "x.o")],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, f"{src}:\n{r.stderr}"
+    _assert_builds_for_m4(out, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -155,16 +159,8 @@ def mixed_outputs(exported, calib, tmp_path_factory, tflite_models):  # type: ig
 
 
 def test_generated_c_builds_warning_free_for_cortex_m4(mixed_outputs, tmp_path) -> None:
-    cc = shutil.which("arm-none-eabi-gcc")
-    assert cc, "arm-none-eabi-gcc missing: run ./setup.sh"
     for out in mixed_outputs:
-        for src in sorted(out.glob("*.c")):
-            r = subprocess.run(
-                [cc, *STRICT, *ARM_FLAGS, f"-I{out}", "-c", str(src), "-o", str(tmp_path / "x.o")],
-                capture_output=True,
-                text=True,
-            )
-            assert r.returncode == 0, f"{src}:\n{r.stderr}"
+        _assert_builds_for_m4(out, tmp_path)
 
 
 def test_host_build_is_sanitizer_clean(mixed_outputs) -> None:

@@ -206,3 +206,21 @@ def _quantize(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str
 @handles("DEQUANTIZE")
 def _dequantize(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
     imp.emit(kind, "dequantize", [imp.tensor(ins[0])], outs)
+
+
+@handles("RESIZE_NEAREST_NEIGHBOR")
+def _resize_nearest(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Keras UpSampling2D: for integer factors both pixel-centre conventions pick in[y // f]."""
+    o = imp.options(op, tflite.ResizeNearestNeighborOptions)
+    if o.AlignCorners():
+        imp.fail(kind, "uses align_corners=True; tvc supports the default (align_corners=False)")
+    x = imp.tensor(ins[0])
+    _, h, w, _ = imp.graph.tensors[x].shape
+    oh, ow = (int(v) for v in imp.const_data(ins[1], kind).reshape(-1))
+    if oh % h or ow % w:
+        imp.fail(
+            kind,
+            f"resizes {h}x{w} to {oh}x{ow}; tvc supports integer upscaling factors "
+            "(keras.layers.UpSampling2D(interpolation='nearest'))",
+        )
+    imp.emit(kind, "resize_nearest", [x], outs, scale=[oh // h, ow // w], layout="NHWC")

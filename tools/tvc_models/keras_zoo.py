@@ -92,6 +92,19 @@ def activations(shape=(10, 10, 4)):  # type: ignore[no-untyped-def]
     return keras.Model(inp, y)
 
 
+def upsample(shape=(16, 16, 3)):  # type: ignore[no-untyped-def]
+    """A top-down feature path: the coarse map (8x4) is upsampled and added to the fine one."""
+    keras, L = _layers()
+    x = inp = keras.Input(shape)
+    f = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    c = L.Conv2D(8, 3, strides=(2, 4), padding="same", activation="relu")(f)
+    # Resizing lowers to RESIZE_NEAREST_NEIGHBOR (Keras 3's UpSampling2D becomes TILE, which
+    # the reference interpreter lacks); unequal factors catch swapped H and W
+    u = L.Resizing(16, 16, interpolation="nearest")(c)
+    y = L.Conv2D(4, 3, padding="same")(L.Add()([f, u]))
+    return keras.Model(inp, y)
+
+
 def mobilenet_v1_025(shape=(64, 64, 3)):  # type: ignore[no-untyped-def]
     keras, _ = _layers()
     return keras.applications.MobileNet(
@@ -107,6 +120,7 @@ MODELS = {
     "add_concat": add_concat,
     "softmax_head": softmax_head,
     "activations": activations,
+    "upsample": upsample,
     "mobilenet_v1_025": mobilenet_v1_025,
 }
 

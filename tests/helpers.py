@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,17 @@ import onnxruntime as ort
 from compiler.ir.graph import Graph
 from compiler.ir.interpreter import run_graph
 from compiler.runio import from_graph_layout, to_graph_layout
+
+TVC = str(Path(sys.executable).parent / "tvc")
+
+
+def tvc(
+    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as users run it: exit codes and stderr are the contract."""
+    return subprocess.run(
+        [TVC, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def ort_run(path: Path | str | bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -4,20 +4,13 @@ traceback, no partial output."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ort_run
+from helpers import ort_run, tvc
 from onnx import helper
 from onnx_builder import model, save
-
-TVC = str(Path(sys.executable).parent / "tvc")
-
-
-def tvc(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TVC, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def assert_clean_error(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import tvc
 from tvc_models.export import export
 from tvc_models.synthetic import mask_images
 from tvc_models.zoo import MODEL_NAMES, ResNet18, _randomize_bn
@@ -29,7 +29,6 @@ from compiler.tools.firmware import build_firmware
 from compiler.tools.host import build_host, run_host
 from compiler.tools.qemu import run_qemu
 
-TVC = str(Path(sys.executable).parent / "tvc")
 CHAINS = ("mobilenet_v1_025",)
 
 
@@ -150,20 +149,19 @@ def test_instruction_counts_are_deterministic(compiled) -> None:
 
 
 def _compile_f439(model: Path, calib: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        TVC,
+    return tvc(
         "compile",
-        str(model),
+        model,
         "--target",
         "stm32f439",
         "--ram",
         "192k",
         "--calib",
-        str(calib / "calib.npy"),
+        calib / "calib.npy",
         "--out",
-        str(out),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        out,
+        timeout=600,
+    )
 
 
 def test_mobilenet_fits_the_f439_in_192k(exported, calib, tmp_path) -> None:
@@ -189,22 +187,17 @@ def test_resnet18_224_is_refused_with_a_breakdown(tmp_path) -> None:
         np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32),
     )
     out = tmp_path / "r18"
-    r = subprocess.run(
-        [
-            TVC,
-            "compile",
-            str(path),
-            "--target",
-            "stm32f439",
-            "--ram",
-            "192k",
-            "--calib",
-            str(tmp_path / "calib.npy"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    r = tvc(
+        "compile",
+        path,
+        "--target",
+        "stm32f439",
+        "--ram",
+        "192k",
+        "--calib",
+        tmp_path / "calib.npy",
+        "--out",
+        out,
         timeout=900,
     )
     assert r.returncode == 4, r.stderr
@@ -238,17 +231,13 @@ def test_check_matches_arm_none_eabi_size_on_a_firmware_with_other_code(compiled
         ["arm-none-eabi-size", str(fw.elf)], capture_output=True, text=True, check=True
     ).stdout
     text, data, bss = (int(v) for v in size.splitlines()[1].split()[:3])
-    r = subprocess.run(
-        [TVC, "check", str(fw.elf), "--board", "stm32f439", "--prefix", graph.name + "_", "--json"],
-        capture_output=True,
-        text=True,
-    )
+    r = tvc("check", fw.elf, "--board", "stm32f439", "--prefix", graph.name + "_", "--json")
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert (got["text"], got["data"], got["bss"]) == (text, data, bss)
     assert got["flash_bytes"] == text + data and got["ram_bytes"] == data + bss
     assert got["models"][graph.name + "_"]["const"] > 0
-    r = subprocess.run([TVC, "check", str(fw.elf), "--ram", "1k"], capture_output=True, text=True)
+    r = tvc("check", fw.elf, "--ram", "1k")
     assert r.returncode == 4 and "ram over budget" in r.stderr
 
 
@@ -322,11 +311,7 @@ def test_check_reports_regions_and_stack(compiled) -> None:
     out = compiled["detector"]
     graph = load_model(out)
     fw = build_firmware(out, graph, get_board("stm32f439"))
-    r = subprocess.run(
-        [TVC, "check", str(fw.elf), "--board", "stm32f439", "--json"],
-        capture_output=True,
-        text=True,
-    )
+    r = tvc("check", fw.elf, "--board", "stm32f439", "--json")
     got = json.loads(r.stdout)
     assert got["stack_bytes"] >= fw.main_stack
     regions = got["regions"]
@@ -348,19 +333,6 @@ def test_missing_cross_toolchain_is_exit_6_with_the_install_line(compiled, tmp_p
         (bin_dir / tool).symlink_to(found)
     env = {**os.environ, "PATH": str(bin_dir)}
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 64, 64), np.float32))
-    r = subprocess.run(
-        [
-            TVC,
-            "run",
-            str(compiled["detector"]),
-            "--input",
-            str(tmp_path / "x.npy"),
-            "--engine",
-            "qemu",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    r = tvc("run", compiled["detector"], "--input", tmp_path / "x.npy", "--engine", "qemu", env=env)
     assert r.returncode == 6, r.stderr
     assert "not found" in r.stderr and "apt-get install" in r.stderr and "Traceback" not in r.stderr

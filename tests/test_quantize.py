@@ -4,12 +4,11 @@ calibrated on structured images; accuracy floors; the compile output and its rep
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tvc
 from tvc_models.synthetic import mask_images
 from tvc_models.zoo import MODEL_NAMES
 
@@ -22,8 +21,6 @@ from compiler.passes.quantize_affine import quantize_affine
 from compiler.passes.quantize_seedot import quantize_seedot, search_seedot
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
-
-TVC = str(Path(sys.executable).parent / "tvc")
 
 
 @pytest.fixture(scope="module")
@@ -159,24 +156,19 @@ def test_compile_writes_the_output_directory_and_int_engine_runs_it(tmp_path) ->
     np.save(tmp_path / "one.npy", x[32:33])
     out = tmp_path / "build"
     model = Path(__file__).resolve().parent.parent / "examples" / "mask_cnn.onnx"
-    r = subprocess.run(
-        [
-            TVC,
-            "compile",
-            str(model),
-            "--target",
-            "stm32f439",
-            "--ram",
-            "192k",
-            "--calib",
-            str(tmp_path / "calib.npy"),
-            "--val",
-            str(tmp_path / "val.npy"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    r = tvc(
+        "compile",
+        model,
+        "--target",
+        "stm32f439",
+        "--ram",
+        "192k",
+        "--calib",
+        tmp_path / "calib.npy",
+        "--val",
+        tmp_path / "val.npy",
+        "--out",
+        out,
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
@@ -188,44 +180,27 @@ def test_compile_writes_the_output_directory_and_int_engine_runs_it(tmp_path) ->
     assert all(
         {"name", "op", "macs", "output_bytes", "sqnr_db"} <= set(row) for row in report["layers"]
     )
-    r = subprocess.run(
-        [
-            TVC,
-            "run",
-            str(out),
-            "--input",
-            str(tmp_path / "one.npy"),
-            "--engine",
-            "int",
-            "--output",
-            str(tmp_path / "y.npy"),
-        ],
-        capture_output=True,
-        text=True,
+    r = tvc(
+        "run",
+        out,
+        "--input",
+        tmp_path / "one.npy",
+        "--engine",
+        "int",
+        "--output",
+        tmp_path / "y.npy",
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run(
-        [TVC, "run", str(out), "--input", str(tmp_path / "one.npy")], capture_output=True, text=True
-    )
+    r = tvc("run", out, "--input", tmp_path / "one.npy")
     assert r.returncode == 2 and "--engine int" in r.stderr
 
 
 def test_compile_failure_leaves_no_directory(tmp_path) -> None:
     out = tmp_path / "build"
     model = Path(__file__).resolve().parent.parent / "examples" / "mask_cnn.onnx"
-    r = subprocess.run(
-        [TVC, "compile", str(model), "--target", "stm32f439", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = tvc("compile", model, "--target", "stm32f439", "--out", out, timeout=300)
     assert r.returncode == 2 and "calibration data" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
-    r = subprocess.run(
-        [TVC, "compile", str(model), "--target", "esp32", "--calib", "random", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = tvc("compile", model, "--target", "esp32", "--calib", "random", "--out", out, timeout=300)
     assert r.returncode == 2 and "unknown board 'esp32'" in r.stderr and not out.exists()

@@ -55,9 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     comp.add_argument(
         "--quant",
-        default="affine",
-        choices=("affine", "seedot"),
-        help="scheme (default: %(default)s)",
+        default="auto",
+        choices=("auto", "affine", "seedot"),
+        help="scheme: affine (TFLite int8) or seedot (power-of-two fixed point); auto takes "
+        "affine unless the model has an op that runs only in seedot, such as RNNPool "
+        "(default: %(default)s)",
     )
     comp.add_argument(
         "--bits",

@@ -42,7 +42,7 @@ class CompileOptions:
     name: str | None = None
     calib: str | None = None
     val: str | None = None
-    quant: str = "affine"
+    quant: str = "auto"
     bits: str = "8"
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -71,7 +71,10 @@ def quantize(
         if opts.val
         else samples
     )
-    if opts.quant == "affine":
+    scheme = opts.quant
+    if scheme == "auto":  # affine (TFLite's int8) unless an op needs SeeDot's fixed point
+        scheme = "seedot" if any(n.op == "rnnpool" for n in graph.nodes) else "affine"
+    if scheme == "affine":
         from compiler.passes.quantize_affine import quantize_affine
 
         if opts.bits not in ("8", "auto"):
@@ -86,7 +89,7 @@ def quantize(
             "calibration_samples": len(samples),
             "observer": f"percentile {opts.percentile}" if opts.percentile else "minmax",
         }
-    elif opts.quant == "seedot":
+    elif scheme == "seedot":
         from compiler.passes.quantize_seedot import search_seedot
 
         if opts.bits not in ("8", "16"):

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from compiler.errors import IRError, ModelError, UsageError
-from compiler.frontend.onnx_ops import HANDLERS, ONNX_DTYPES
+from compiler.frontend.onnx_ops import CUSTOM_OPS, HANDLERS, ONNX_DTYPES
 from compiler.ir.graph import Graph
 from compiler.ir.registry import TType, get_op, make_node
 from compiler.ir.tensor import Tensor, const_tensor
@@ -168,6 +168,10 @@ class Importer:
                 continue  # an initializer listed as input (old exporters)
             self._add_input(vi)
         for node in self._sorted(g):
+            custom = CUSTOM_OPS.get((node.domain, node.op_type))
+            if custom is not None:
+                custom(self, node)
+                continue
             if node.domain not in STANDARD_DOMAINS:
                 raise ModelError(
                     f"{self.path}: node {node.name!r} ({node.domain}::{node.op_type}) is a "
@@ -271,8 +275,8 @@ def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None 
             f"(tvc supports opsets {OPSETS.start}-{OPSETS.stop - 1})",
             "re-export with torch.onnx.export(..., opset_version=17)",
         )
-    if model.functions:
+    if model.functions:  # inline them, except the ops tvc knows itself (tvc::RNNPool)
         from onnx import inliner
 
-        model = inliner.inline_local_functions(model)
+        model = inliner.inline_selected_functions(model, list(CUSTOM_OPS), exclude=True)
     return Importer(model, path, input_shapes or {}).run()

@@ -629,3 +629,50 @@ def _resize(imp: Importer, node: onnx.NodeProto) -> None:
     imp.emit(
         node, "resize_nearest", [node.input[0]], [node.output[0]], scale=factors[2:], layout="NCHW"
     )
+
+
+# --- custom ops: (domain, op_type) → handler ----------------------------------------------------
+CUSTOM_OPS: dict[tuple[str, str], Handler] = {}
+
+
+def _rnnpool(imp: Importer, node: onnx.NodeProto) -> None:
+    """tvc::RNNPool (../shared/RNNPOOL.md), as compiler.frontend.torch.RNNPool exports it."""
+    a = attrs_of(node)
+    if len(node.input) != 9:
+        imp.fail(node, f"has {len(node.input)} inputs; RNNPool takes X and 8 weight tensors")
+    _need4d(imp, node, node.input[0])
+    for name in node.input[1:]:
+        if imp.value(name) is None:
+            imp.fail(node, f"weight {name!r} is computed at run time; tvc needs constant weights")
+    cell = a.get("cell", "FastGRNN")
+    if cell != "FastGRNN":
+        imp.fail(node, f"has cell={cell!r}; tvc implements the FastGRNN cell")
+    missing = [
+        k for k in ("patch_size", "strides", "zeta_1", "nu_1", "zeta_2", "nu_2") if k not in a
+    ]
+    if missing:
+        imp.fail(
+            node, f"lacks attribute(s) {', '.join(missing)}", "re-export with tvc's RNNPool layer"
+        )
+    h1, h2 = imp.shape(node.input[1])[0], imp.shape(node.input[5])[0]
+    for key, want in (("hidden_size_1", h1), ("hidden_size_2", h2)):
+        if key in a and int(a[key]) != want:  # type: ignore[call-overload]
+            imp.fail(node, f"has {key}={a[key]} but its weights say {want}")
+    imp.emit(
+        node,
+        "rnnpool",
+        list(node.input),
+        [node.output[0]],
+        patch=list(a["patch_size"]),  # type: ignore[call-overload]
+        stride=list(a["strides"]),  # type: ignore[call-overload]
+        hidden1=h1,
+        hidden2=h2,
+        zeta1=float(a["zeta_1"]),  # type: ignore[arg-type]
+        nu1=float(a["nu_1"]),  # type: ignore[arg-type]
+        zeta2=float(a["zeta_2"]),  # type: ignore[arg-type]
+        nu2=float(a["nu_2"]),  # type: ignore[arg-type]
+        layout="NCHW",
+    )
+
+
+CUSTOM_OPS[("tvc", "RNNPool")] = _rnnpool

@@ -283,6 +283,7 @@ RULES = {
             "global_avg_pool",
             "batch_norm",
             "resize_nearest",
+            "rnnpool",
         )
     },
     **{

@@ -79,7 +79,7 @@ def shared_groups(g: Graph) -> dict[str, list[str]]:
             )
             for t in [*acts, *n.outputs]:
                 groups.union(t, n.outputs[0])
-    weights = {i for n in g.nodes if n.op in ("conv2d", "dense") for i in n.inputs[1:]}
+    weights = {i for n in g.nodes if n.op in ("conv2d", "dense", "rnnpool") for i in n.inputs[1:]}
     data = {t for n in g.nodes for t in [*n.inputs, *n.outputs]} | set(g.inputs) | set(g.outputs)
     members: dict[str, list[str]] = {}
     for name in sorted(data - weights):
@@ -112,6 +112,13 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
             f"cannot quantize: no int8 kernel for {', '.join(unsupported)} "
             f"(first at node {where.label!r})",
             "keep the model float, or replace these layers",
+        )
+    pools = [n for n in g.nodes if n.op == "rnnpool"]
+    if pools:
+        raise ModelError(
+            f"cannot quantize node {pools[0].label!r} (rnnpool) to affine int8: RNNPool runs in "
+            "power-of-two fixed point with int16 states",
+            "use --quant seedot (or leave --quant at its default, auto)",
         )
     members = shared_groups(g)
     fixed = {

@@ -9,5 +9,6 @@ from compiler.ir.ops import (  # noqa: F401
     norm,
     pool,
     quant_ops,
+    rnnpool,
     tensor_ops,
 )

@@ -1,0 +1,275 @@
+"""RNNPool (Saha et al., NeurIPS 2020): two FastGRNNs summarize each patch of a feature map.
+
+The contract is ../shared/RNNPOOL.md. The float reference is vectorized over every patch at once;
+the integer reference is the arithmetic of runtime/c/tvc_rnnpool.c step for step:
+
+- weights int16 at power-of-two exponents, hidden states int16 at e_h1 / e_h2 (`state_exps`),
+  biases int32 in Q11 (the pre-activation format);
+- W x and U h accumulate exactly (int64), each is rounded once to Q11, and the biases are added;
+- sigmoid and tanh read one 257-point Q15 sigmoid table over [-8, 8] with linear interpolation
+  (tanh v = 2 sigmoid(2v) - 1): ~1e-4 absolute error, a dozen instructions per unit and step;
+- h = z h + (zeta (1 - z) + nu) c with z, c, zeta, nu in Q15, each product rounded once.
+
+W x is the same for the row and the column sweep through a pixel, so the kernel computes it once
+per pixel of the patch (and W2 r once per summary for RNN2's forward and backward sweeps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.errors import IRError
+from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import pow2_exp
+from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
+from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.tensor import DTYPES, Tensor
+from compiler.quant.fixedpoint import QRANGE
+from compiler.quant.seedot import shift_round
+
+RNNPOOL_ATTRS = {
+    "patch": AttrSpec("ints"),
+    "stride": AttrSpec("ints"),
+    "hidden1": AttrSpec("int"),
+    "hidden2": AttrSpec("int"),
+    "zeta1": AttrSpec("float"),
+    "nu1": AttrSpec("float"),
+    "zeta2": AttrSpec("float"),
+    "nu2": AttrSpec("float"),
+    # fixed point, set by the quantizer: exponents of RNN1's and RNN2's hidden states
+    "state_exps": AttrSpec("ints", []),
+}
+WEIGHTS = ("W1", "U1", "bz1", "bh1", "W2", "U2", "bz2", "bh2")
+PRE_BITS = 11  # pre-activations in Q11
+SIG_RANGE = 8  # the sigmoid table covers [-8, 8]
+SIG_STEP_BITS = 7  # Q11 codes per table step: 2^7 / 2^11 = 1/16
+SIG_POINTS = 2 * SIG_RANGE * (1 << PRE_BITS) >> SIG_STEP_BITS  # 256 steps, 257 points (+1 pad)
+
+
+def rnnpool_out_hw(node: Node, h: int, w: int) -> tuple[int, int]:
+    (ph, pw), (sh, sw) = node.attrs["patch"], node.attrs["stride"]  # type: ignore[misc]
+    return (h - ph) // sh + 1, (w - pw) // sw + 1
+
+
+def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    a = node.attrs
+    layout = str(a["layout"])
+    if len(t[0].shape) != 4:
+        raise IRError(f"rnnpool {node.label}: input must be 4-D, got {list(t[0].shape)}")
+    n, h, w, c = hwc_dims(t[0].shape, layout)
+    h1, h2 = int(a["hidden1"]), int(a["hidden2"])  # type: ignore[call-overload]
+    want = [(h1, c), (h1, h1), (h1,), (h1,), (h2, h1), (h2, h2), (h2,), (h2,)]
+    for name, shape, got in zip(WEIGHTS, want, t[1:], strict=True):
+        if tuple(got.shape) != shape:
+            raise IRError(
+                f"rnnpool {node.label}: {name} has shape {list(got.shape)}, expected {list(shape)}"
+            )
+    if len(a["patch"]) != 2 or len(a["stride"]) != 2:  # type: ignore[arg-type]
+        raise IRError(f"rnnpool {node.label}: patch and stride take two values (h, w)")
+    if min(*a["patch"], *a["stride"]) < 1:  # type: ignore[misc]
+        raise IRError(f"rnnpool {node.label}: patch and stride must be positive")
+    oh, ow = rnnpool_out_hw(node, h, w)
+    if oh <= 0 or ow <= 0:
+        raise IRError(f"rnnpool {node.label}: input {h}x{w} is smaller than one patch")
+    return [TType(make_shape(n, oh, ow, 4 * h2, layout), t[0].dtype)]
+
+
+def _macs(node: Node, ins: list[TType], outs: list[TType]) -> int:
+    """As the paper counts them: every cell step's W x and U h, per patch."""
+    a = node.attrs
+    n, _, _, c = hwc_dims(ins[0].shape, str(a["layout"]))
+    _, oh, ow, _ = hwc_dims(outs[0].shape, str(a["layout"]))
+    (ph, pw), h1, h2 = a["patch"], int(a["hidden1"]), int(a["hidden2"])  # type: ignore[misc, call-overload]
+    rnn1 = 2 * ph * pw * (h1 * c + h1 * h1)
+    rnn2 = 2 * (ph + pw) * (h2 * h1 + h2 * h2)
+    return n * oh * ow * (rnn1 + rnn2)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def _fastgrnn(
+    wx: np.ndarray,
+    u: np.ndarray,
+    bz: np.ndarray,
+    bh: np.ndarray,
+    zeta: float,
+    nu: float,
+    reverse: bool = False,
+    stats: list[float] | None = None,
+) -> np.ndarray:
+    """Final state of a FastGRNN over axis 0 of `wx` (W x_t, precomputed): [T, ..., hidden]."""
+    steps = range(wx.shape[0] - 1, -1, -1) if reverse else range(wx.shape[0])
+    h = np.zeros(wx.shape[1:], np.float32)
+    zeta32, nu32, one = np.float32(zeta), np.float32(nu), np.float32(1)
+    for k, t in enumerate(steps):
+        a = wx[t] if k == 0 else wx[t] + h @ u.T
+        z = _sigmoid(a + bz)
+        c = np.tanh(a + bh).astype(np.float32)
+        h = z * h + (zeta32 * (one - z) + nu32) * c
+        if stats is not None:
+            stats.append(float(np.abs(h).max()))
+    return h
+
+
+def rnnpool_nhwc(
+    x: np.ndarray,
+    w: list[np.ndarray],
+    attrs: dict[str, object],
+    stats: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Float RNNPool on NHWC data; `stats` collects the largest |h| of each RNN (calibration)."""
+    w1, u1, bz1, bh1, w2, u2, bz2, bh2 = (np.asarray(v, np.float32) for v in w)
+    ph, pw = attrs["patch"]  # type: ignore[misc]
+    n, h, wd, _ = x.shape
+    oh, ow = (h - ph) // attrs["stride"][0] + 1, (wd - pw) // attrs["stride"][1] + 1  # type: ignore[index]
+    win = windows(x.astype(np.float32), [ph, pw], attrs["stride"], [1, 1], (oh, ow))  # type: ignore[arg-type]
+    # W1 x for every pixel of every patch: [ph, pw, N, OH, OW, h1]
+    wx = np.einsum("noqcij,hc->ijnoqh", win, w1, optimize=True).astype(np.float32)
+    s1: list[float] | None = [] if stats is not None else None
+    s2: list[float] | None = [] if stats is not None else None
+    z1, n1 = float(attrs["zeta1"]), float(attrs["nu1"])  # type: ignore[arg-type]
+    z2, n2 = float(attrs["zeta2"]), float(attrs["nu2"])  # type: ignore[arg-type]
+    rows = _fastgrnn(wx.transpose(1, 0, 2, 3, 4, 5), u1, bz1, bh1, z1, n1, stats=s1)  # [ph, ...]
+    cols = _fastgrnn(wx, u1, bz1, bh1, z1, n1, stats=s1)  # [pw, N, OH, OW, h1]
+    wr, wc = rows @ w2.T, cols @ w2.T
+    out = [
+        _fastgrnn(seq, u2, bz2, bh2, z2, n2, reverse, s2)
+        for seq in (wr, wc)
+        for reverse in (False, True)
+    ]
+    if stats is not None:
+        stats["h1"] = max(stats.get("h1", 0.0), max(s1, default=0.0))  # type: ignore[arg-type]
+        stats["h2"] = max(stats.get("h2", 0.0), max(s2, default=0.0))  # type: ignore[arg-type]
+    return np.concatenate(out, axis=-1).astype(np.float32)
+
+
+@op(
+    "rnnpool",
+    attrs=RNNPOOL_ATTRS,
+    inputs=(9, 9),
+    infer=_infer,
+    layout_sensitive=True,
+    macs=_macs,
+)
+def rnnpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """RNNPool with FastGRNN cells: Y[:, :, i, j] = (rows fwd, rows bwd, cols fwd, cols bwd)."""
+    layout = str(node.attrs["layout"])
+    y = rnnpool_nhwc(to_nhwc(x[0], layout), x[1:], node.attrs)
+    return [np.ascontiguousarray(from_nhwc(y, layout))]
+
+
+# --- fixed point --------------------------------------------------------------------------------
+
+
+def sigmoid_table() -> np.ndarray:
+    """Q15 sigmoid at -8, -8 + 1/16, ..., 8, plus one repeat of the last point (so the kernel's
+    interpolation at exactly +8 reads in bounds)."""
+    v = (np.arange(SIG_POINTS + 1) - SIG_POINTS // 2) / 16.0
+    t = np.minimum(np.floor(32768.0 / (1.0 + np.exp(-v)) + 0.5), 32767).astype(np.int64)
+    return np.append(t, t[-1])
+
+
+SIG_TABLE = sigmoid_table()
+
+
+def sigmoid_q15(v: np.ndarray) -> np.ndarray:
+    """Sigmoid of Q11 codes, Q15 result (0..32767): table lookup, rounded linear interpolation."""
+    i = np.clip(np.asarray(v, np.int64) + (SIG_RANGE << PRE_BITS), 0, SIG_POINTS << SIG_STEP_BITS)
+    idx = i >> SIG_STEP_BITS
+    frac = i & ((1 << SIG_STEP_BITS) - 1)
+    lo = SIG_TABLE[idx]
+    return lo + (((SIG_TABLE[idx + 1] - lo) * frac + (1 << (SIG_STEP_BITS - 1))) >> SIG_STEP_BITS)
+
+
+def tanh_q15(v: np.ndarray) -> np.ndarray:
+    return 2 * sigmoid_q15(2 * np.asarray(v, np.int64)) - 32768
+
+
+def q15(v: float) -> int:
+    return int(min(max(round(v * 32768.0), 0), 32767))
+
+
+def _fastgrnn_int(
+    vw: np.ndarray,
+    u: np.ndarray,
+    bz: np.ndarray,
+    bh: np.ndarray,
+    u_shift: int,
+    zeta: int,
+    nu: int,
+    e_h: int,
+    reverse: bool = False,
+) -> np.ndarray:
+    """Integer FastGRNN over axis 0; `vw` is W x_t already in Q11 (int64)."""
+    steps = range(vw.shape[0] - 1, -1, -1) if reverse else range(vw.shape[0])
+    h = np.zeros(vw.shape[1:-1] + (u.shape[0],), np.int64)
+    for k, t in enumerate(steps):
+        v = vw[t] if k == 0 else vw[t] + shift_round(h @ u.T, u_shift)
+        z = sigmoid_q15(v + bz)
+        c = tanh_q15(v + bh)
+        coef = ((zeta * (32768 - z) + (1 << 14)) >> 15) + nu
+        h = ((z * h + (1 << 14)) >> 15) + shift_round(coef * c, 30 + e_h)
+        h = np.clip(h, -32768, 32767)
+    return h
+
+
+def rnnpool_shifts(x_exp: int, w_exps: list[int], state_exps: list[int]) -> dict[str, int]:
+    """Rounding shifts that bring each exact product sum to Q11, and coef*c (Q30) to the state."""
+    e_w1, e_u1, e_w2, e_u2 = w_exps
+    e_h1, e_h2 = state_exps
+    return {
+        "w1": -PRE_BITS - (e_w1 + x_exp),
+        "u1": -PRE_BITS - (e_u1 + e_h1),
+        "w2": -PRE_BITS - (e_w2 + e_h1),
+        "u2": -PRE_BITS - (e_u2 + e_h2),
+        "c1": 30 + e_h1,
+        "c2": 30 + e_h2,
+    }
+
+
+def rnnpool_exps(node: Node, ins: list[Tensor]) -> tuple[int, list[int], list[int]]:
+    """(input exponent, [W1, U1, W2, U2] exponents, state exponents) of a quantized node."""
+    e_x = pow2_exp(ins[0])
+    w_exps = [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
+    state = list(node.attrs["state_exps"])  # type: ignore[call-overload]
+    if e_x is None or None in w_exps or len(state) != 2:
+        raise IRError(
+            f"rnnpool {node.label}: runs in power-of-two fixed point (int16 states); "
+            "quantize the model with --quant seedot"
+        )
+    for k in (3, 4, 7, 8):
+        if pow2_exp(ins[k]) != -PRE_BITS or ins[k].dtype != "i32":
+            raise IRError(f"rnnpool {node.label}: biases must be int32 in Q{PRE_BITS}")
+    return int(e_x), [int(e) for e in w_exps], [int(e) for e in state]  # type: ignore[arg-type]
+
+
+@int_ref("rnnpool")
+def rnnpool_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    a = node.attrs
+    if a["layout"] != "NHWC":
+        raise IRError(f"rnnpool {node.label}: integer RNNPool runs on NHWC data")
+    e_x, w_exps, (e_h1, e_h2) = rnnpool_exps(node, ins)
+    sh = rnnpool_shifts(e_x, w_exps, [e_h1, e_h2])
+    w1, u1, bz1, bh1, w2, u2, bz2, bh2 = (v.astype(np.int64) for v in x[1:])
+    _, h, wd, _ = x[0].shape
+    oh, ow = rnnpool_out_hw(node, h, wd)
+    win = windows(x[0].astype(np.int64), a["patch"], a["stride"], [1, 1], (oh, ow))  # type: ignore[arg-type]
+    vw = shift_round(np.einsum("noqcij,hc->ijnoqh", win, w1), sh["w1"])
+    z1, n1 = q15(float(a["zeta1"])), q15(float(a["nu1"]))  # type: ignore[arg-type]
+    z2, n2 = q15(float(a["zeta2"])), q15(float(a["nu2"]))  # type: ignore[arg-type]
+    rows = _fastgrnn_int(vw.transpose(1, 0, 2, 3, 4, 5), u1, bz1, bh1, sh["u1"], z1, n1, e_h1)
+    cols = _fastgrnn_int(vw, u1, bz1, bh1, sh["u1"], z1, n1, e_h1)
+    out = [
+        _fastgrnn_int(shift_round(seq @ w2.T, sh["w2"]), u2, bz2, bh2, sh["u2"], z2, n2, e_h2, rev)
+        for seq in (rows, cols)
+        for rev in (False, True)
+    ]
+    y = np.concatenate(out, axis=-1)
+    e_y = pow2_exp(outs[0])
+    lo, hi = QRANGE[outs[0].dtype]
+    y = np.clip(shift_round(y, int(e_y) - e_h2), lo, hi)  # type: ignore[arg-type]
+    return [y.astype(DTYPES[outs[0].dtype])]

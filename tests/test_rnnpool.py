@@ -1,0 +1,127 @@
+"""RNNPool (../shared/RNNPOOL.md): the PyTorch layer, its one-node ONNX export with a model-local
+function, the float and integer interpreter, and the generated C (host and QEMU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import ort_run, rel_err, tvc, tvc_float
+
+from compiler.errors import ModelError
+from compiler.frontend.torch import RNNPool, export_onnx
+from compiler.loader import load_model
+from compiler.passes.manager import run_passes
+
+# (in channels, H, W, patch, stride, h1, h2)
+GEOMETRIES = [
+    (4, 24, 28, (8, 8), (4, 4), 16, 16),
+    (3, 13, 17, (4, 6), (2, 3), 8, 12),
+    (2, 9, 9, (3, 3), (3, 3), 5, 7),  # odd hidden sizes: the kernels' scalar tails
+]
+
+
+def _pool_model(c: int, patch, stride, h1: int, h2: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    layer = RNNPool(c, patch, stride, h1, h2)
+    with torch.no_grad():  # trained-looking gates and biases, not the initial ones
+        for p in (layer.zeta1, layer.nu1, layer.zeta2, layer.nu2):
+            p.copy_(torch.randn(()) * 2)
+        for p in (layer.bz1, layer.bh1, layer.bz2, layer.bh2):
+            p.copy_(torch.randn(p.shape) * 0.5)
+    return torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, 1, 1), torch.nn.ReLU(), layer)
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, torch.nn.Module, tuple]]:
+    root = tmp_path_factory.mktemp("rnnpool")
+    out = []
+    for k, (c, h, w, patch, stride, h1, h2) in enumerate(GEOMETRIES):
+        m = _pool_model(c, patch, stride, h1, h2, seed=k)
+        path = export_onnx(m, torch.zeros(1, c, h, w), root / f"pool{k}.onnx")
+        out.append((path, m, (c, h, w)))
+    return out
+
+
+def test_export_is_one_custom_node_with_a_local_function(pools) -> None:
+    for path, _, _ in pools:
+        m = onnx.load(str(path))
+        custom = [n for n in m.graph.node if n.domain == "tvc"]
+        assert [n.op_type for n in custom] == ["RNNPool"]
+        assert len(custom[0].input) == 9
+        assert [(f.domain, f.name) for f in m.functions] == [("tvc", "RNNPool")]
+        onnx.checker.check_model(m)
+
+
+def test_torch_ir_and_onnxruntime_agree(pools) -> None:
+    rng = np.random.default_rng(0)
+    for path, model, (c, h, w) in pools:
+        x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        (via_ort,) = ort_run(path, {"x": x})
+        graph = load_model(str(path), {"x": (2, c, h, w)})
+        assert [n.op for n in graph.nodes].count("rnnpool") == 1
+        nchw = tvc_float(graph, {"x": x})[0]
+        nhwc = tvc_float(run_passes(graph, "layout"), {"x": x})[0]
+        assert rel_err(via_ort, ref) <= 1e-4
+        assert rel_err(nchw, ref) <= 1e-4
+        assert rel_err(nhwc, ref) <= 1e-4
+        assert rel_err(nhwc, via_ort) <= 1e-4
+
+
+def test_import_without_the_function(pools, tmp_path) -> None:
+    path, model, (c, h, w) = pools[0]
+    m = onnx.load(str(path))
+    del m.functions[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(m, str(bare))
+    x = np.random.default_rng(1).standard_normal((1, c, h, w)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = tvc_float(run_passes(load_model(str(bare), {}), "layout"), {"x": x})[0]
+    assert rel_err(got, ref) <= 1e-4
+
+
+def test_bad_rnnpool_nodes_are_clear_errors(pools, tmp_path) -> None:
+    path, _, _ = pools[0]
+    m = onnx.load(str(path))
+    node = next(n for n in m.graph.node if n.op_type == "RNNPool")
+    next(a for a in node.attribute if a.name == "cell").s = b"LSTM"
+    bad = tmp_path / "lstm.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(ModelError, match=r"lstm.onnx: node .*RNNPool.*cell='LSTM'"):
+        load_model(str(bad), {})
+    r = tvc("compile", bad, "--target", "stm32f439", "--calib", "random", "--out", tmp_path / "o")
+    assert r.returncode == 3 and "Traceback" not in r.stderr and "FastGRNN" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_affine_refuses_rnnpool_with_a_hint(pools, tmp_path) -> None:
+    path, _, _ = pools[0]
+    r = tvc(
+        "compile", path, "--target", "stm32f439", "--calib", "random", "--quant", "affine",
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--quant seedot" in r.stderr
+
+
+@pytest.mark.parametrize("bits, floor", [("16", 50.0), ("8", 30.0)])
+def test_fixed_point_rnnpool_tracks_float(pools, bits: str, floor: float) -> None:
+    from compiler.passes.quantize_seedot import search_seedot
+    from compiler.quant.accuracy import evaluate
+
+    rng = np.random.default_rng(2)
+    for path, _, (c, h, w) in pools:
+        g = run_passes(load_model(str(path), {}), "layout")
+        samples = [{"x": rng.standard_normal((1, c, h, w)).astype(np.float32)} for _ in range(6)]
+        val = [{"x": rng.standard_normal((1, c, h, w)).astype(np.float32)} for _ in range(4)]
+        q, details = search_seedot(g, samples, val, bits)
+        node = next(n for n in q.nodes if n.op == "rnnpool")
+        assert len(node.attrs["state_exps"]) == 2
+        assert {q.tensors[i].dtype for i in node.inputs[1:]} == {"i16", "i32"}
+        assert evaluate(g, q, val)["sqnr_db"] >= floor, details

@@ -125,3 +125,24 @@ def test_fixed_point_rnnpool_tracks_float(pools, bits: str, floor: float) -> Non
         assert len(node.attrs["state_exps"]) == 2
         assert {q.tensors[i].dtype for i in node.inputs[1:]} == {"i16", "i32"}
         assert evaluate(g, q, val)["sqnr_db"] >= floor, details
+
+
+@pytest.mark.parametrize("bits", ["8", "16"])
+def test_generated_c_is_bit_exact_with_the_integer_interpreter(pools, tmp_path, bits: str) -> None:
+    from test_codegen import _assert_builds_for_m4, _samples
+
+    from compiler.compile import CompileOptions, compile_model
+    from compiler.ir.interpreter import run_graph
+    from compiler.tools.host import build_host, run_host
+
+    for k, (path, _, _) in enumerate(pools):
+        opts = CompileOptions(
+            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), quant="seedot",
+            bits=bits, calib="random",
+        )  # fmt: skip
+        out = compile_model(opts)[0]
+        graph = load_model(out)
+        samples = _samples(graph, 8, k)
+        for s, h in zip(samples, run_host(build_host(out, graph), graph, samples), strict=True):
+            np.testing.assert_array_equal(h["y"], run_graph(graph, s)["y"], err_msg=str(path))
+        _assert_builds_for_m4(out, tmp_path)

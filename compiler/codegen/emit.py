@@ -33,6 +33,7 @@ KERNEL_FILES = {
     "scatter": "tvc_move.c",
     "fill": "tvc_move.c",
     "permute_last": "tvc_move.c",
+    "rnnpool": "tvc_rnnpool.c",
 }
 PER_LINE = 16
 

@@ -15,6 +15,13 @@ from compiler.errors import TvcError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops.activation import _sigmoid_f32, act_range
+from compiler.ir.ops.rnnpool import (
+    SIG_TABLE,
+    q15,
+    rnnpool_exps,
+    rnnpool_scratch_bytes,
+    rnnpool_shifts,
+)
 from compiler.ir.registry import get_op
 from compiler.passes.plan import Plan, scratch_name
 from compiler.quant import fixedpoint as fx
@@ -29,6 +36,8 @@ def portable_scratch(graph: Graph) -> dict[int, int]:
         if n.op == "conv2d" and graph.tensors[n.inputs[0]].dtype == "i8" and n.attrs["groups"] == 1:
             _, kh, kw, c = graph.tensors[n.inputs[1]].shape
             out[k] = 2 * ((kh * kw * c + 3) & ~3) * 2
+        elif n.op == "rnnpool":
+            out[k] = rnnpool_scratch_bytes(n.attrs)
     return out
 
 
@@ -228,6 +237,60 @@ class Lowering:
                 f"(int16_t *)(arena + {self.plan.offsets[s]})" if s in self.plan.offsets else "0"
             )
         low.stmts.append(self.call(f"conv2d_{SUFFIX[dt]}", *args, self.ptr(node.outputs[0], False)))
+        return low
+
+    def rnnpool_struct(self, low: Lowered, name: str, node: Node) -> None:
+        """The tvc_rnnpool_t of a node: geometry, Q11/Q15 shifts and gates, weight pointers."""
+        a = node.attrs
+        ins = [self.g.tensors[i] for i in node.inputs]
+        y = self.g.tensors[node.outputs[0]]
+        e_x, w_exps, states = rnnpool_exps(node, ins)
+        sh = rnnpool_shifts(e_x, w_exps, states)
+        _, h, w, c = ins[0].shape
+        lo, hi = fx.QRANGE[y.dtype]
+        fields: dict[str, object] = {
+            "in_h": h,
+            "in_w": w,
+            "in_c": c,
+            "out_w": y.shape[2],
+            "out_c": y.shape[3],
+            "patch_h": a["patch"][0],  # type: ignore[index]
+            "patch_w": a["patch"][1],  # type: ignore[index]
+            "stride_h": a["stride"][0],  # type: ignore[index]
+            "stride_w": a["stride"][1],  # type: ignore[index]
+            "hidden1": a["hidden1"],
+            "hidden2": a["hidden2"],
+            **{f"shift_{k}": v for k, v in sh.items()},
+            "out_shift": int(pow2_exp(y)) - states[1],  # type: ignore[arg-type]
+            **{k: q15(float(a[k])) for k in ("zeta1", "nu1", "zeta2", "nu2")},  # type: ignore[arg-type]
+            "out_min": lo,
+            "out_max": hi,
+        }
+        for key, src in zip(
+            ("w1", "u1", "bz1", "bh1", "w2", "u2", "bz2", "bh2"), node.inputs[1:], strict=True
+        ):
+            fields[key] = self.ptr(src)
+        fields["sigmoid"] = self._table(low, f"{name}_sigmoid", "int16_t", SIG_TABLE)
+        low.decls.append(_struct("tvc_rnnpool_t", name, fields))
+
+    def scratch_ptr(self, ctype: str) -> str:
+        s = scratch_name(self.index)
+        return f"({ctype} *)(arena + {self.plan.offsets[s]})" if s in self.plan.offsets else "0"
+
+    def _op_rnnpool(self, name: str, node: Node, dt: str) -> Lowered:
+        low = Lowered()
+        self.rnnpool_struct(low, name, node)
+        rows = self.g.tensors[node.outputs[0]].shape[1]
+        low.stmts.append(
+            self.call(
+                f"rnnpool_{SUFFIX[dt]}",
+                f"&{name}",
+                self.ptr(node.inputs[0]),
+                str(rows),
+                self.scratch_ptr("int32_t"),
+                self.ptr(node.outputs[0], False),
+            )
+        )
         return low
 
     def _check_bias(self, node: Node, dt: str) -> None:

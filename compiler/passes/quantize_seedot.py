@@ -68,14 +68,15 @@ def rnnpool_state_ranges(
 def _quantize_rnnpool(g: Graph, n: Node, states: dict[str, dict[str, float]]) -> None:
     """int16 weights at their own exponents, Q11 int32 biases, int16 states with one bit of
     headroom over calibration, whatever width the tensors around the node have."""
-    from compiler.ir.ops.rnnpool import PRE_BITS
+    from compiler.ir.ops.rnnpool import PRE_BITS, PRE_CLAMP
 
     st = states.get(n.name or n.outputs[0], {})
     ins = [n.inputs[0]]
     for k, name in enumerate(n.inputs[1:]):
         w = g.tensors[name].data.astype(np.float64)  # type: ignore[union-attr]
         if k in (2, 3, 6, 7):  # biases
-            e, q = -PRE_BITS, quantize_pow2(w, -PRE_BITS, "i32").astype(np.int32)
+            q = np.clip(quantize_pow2(w, -PRE_BITS, "i32"), -PRE_CLAMP, PRE_CLAMP)
+            e, q = -PRE_BITS, q.astype(np.int32)
         else:
             e = _exp_for(float(np.abs(w).max()), 16)
             q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767).astype(np.int16)

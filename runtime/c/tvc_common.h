@@ -179,6 +179,18 @@ typedef struct {
     int32_t requant; /* TVC_RQ_MULT or TVC_RQ_POW2 (shift = pow2 shift) */
 } tvc_requant_t;
 
+/* RNNPool, FastGRNN cells in int16 fixed point (tvc_rnnpool.c); weights [out][in] */
+typedef struct {
+    int32_t in_h, in_w, in_c, out_w, out_c;
+    int32_t patch_h, patch_w, stride_h, stride_w, hidden1, hidden2;
+    int32_t shift_w1, shift_u1, shift_w2, shift_u2, shift_c1, shift_c2, out_shift;
+    int32_t zeta1, nu1, zeta2, nu2; /* Q15 */
+    int32_t out_min, out_max;
+    const int16_t *w1, *u1, *w2, *u2;
+    const int32_t *bz1, *bh1, *bz2, *bh2; /* Q11 */
+    const int16_t *sigmoid;               /* 258 Q15 points */
+} tvc_rnnpool_t;
+
 /* kernels (see the .c files) */
 /* scratch: 2 * ((k_h * k_w * in_c + 3) & ~3) int16 (DSP cores, groups == 1), else unused */
 void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
@@ -197,6 +209,10 @@ void TVC_FN(add_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int
 void TVC_FN(add_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out);
 void TVC_FN(mul_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void TVC_FN(mul_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out);
+/* `rows` output rows from `in` (its first row is the first patch row's top); scratch: see
+ * rnnpool_scratch_bytes in compiler/ir/ops/rnnpool.py */
+void TVC_FN(rnnpool_s8)(const tvc_rnnpool_t *p, const int8_t *in, int32_t rows, int32_t *scratch, int8_t *out);
+void TVC_FN(rnnpool_s16)(const tvc_rnnpool_t *p, const int16_t *in, int32_t rows, int32_t *scratch, int16_t *out);
 void TVC_FN(softmax_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(softmax_pow2_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(softmax_pow2_s16)(const tvc_softmax_t *p, const int16_t *in, int16_t *out);

@@ -43,6 +43,7 @@ WEIGHTS = ("W1", "U1", "bz1", "bh1", "W2", "U2", "bz2", "bh2")
 PRE_BITS = 11  # pre-activations in Q11
 SIG_RANGE = 8  # the sigmoid table covers [-8, 8]
 SIG_STEP_BITS = 7  # Q11 codes per table step: 2^7 / 2^11 = 1/16
+PRE_CLAMP = 1 << 24  # Q11 pre-activation parts are held within +-2^24 (int32-safe sums)
 SIG_POINTS = 2 * SIG_RANGE * (1 << PRE_BITS) >> SIG_STEP_BITS  # 256 steps, 257 points (+1 pad)
 
 
@@ -191,6 +192,20 @@ def q15(v: float) -> int:
     return int(min(max(round(v * 32768.0), 0), 32767))
 
 
+def _pre(acc: np.ndarray, shift: int) -> np.ndarray:
+    """An exact product sum rounded to Q11 and held within +-2^24 (as the kernel's int32s)."""
+    return np.clip(shift_round(acc, shift), -PRE_CLAMP, PRE_CLAMP)
+
+
+def rnnpool_scratch_bytes(attrs: dict[str, object]) -> int:
+    """The kernel's work area: W1 x per patch pixel and W2 r per summary (int32), the summaries
+    and two state vectors (int16)."""
+    (ph, pw), h1, h2 = attrs["patch"], int(attrs["hidden1"]), int(attrs["hidden2"])  # type: ignore[misc, call-overload]
+    words = ph * pw * h1 + (ph + pw) * h2
+    halves = (ph + pw) * h1 + 2 * max(h1, h2)
+    return 4 * words + 2 * halves
+
+
 def _fastgrnn_int(
     vw: np.ndarray,
     u: np.ndarray,
@@ -206,7 +221,7 @@ def _fastgrnn_int(
     steps = range(vw.shape[0] - 1, -1, -1) if reverse else range(vw.shape[0])
     h = np.zeros(vw.shape[1:-1] + (u.shape[0],), np.int64)
     for k, t in enumerate(steps):
-        v = vw[t] if k == 0 else vw[t] + shift_round(h @ u.T, u_shift)
+        v = vw[t] if k == 0 else vw[t] + _pre(h @ u.T, u_shift)
         z = sigmoid_q15(v + bz)
         c = tanh_q15(v + bh)
         coef = ((zeta * (32768 - z) + (1 << 14)) >> 15) + nu
@@ -258,13 +273,13 @@ def rnnpool_int(
     _, h, wd, _ = x[0].shape
     oh, ow = rnnpool_out_hw(node, h, wd)
     win = windows(x[0].astype(np.int64), a["patch"], a["stride"], [1, 1], (oh, ow))  # type: ignore[arg-type]
-    vw = shift_round(np.einsum("noqcij,hc->ijnoqh", win, w1), sh["w1"])
+    vw = _pre(np.einsum("noqcij,hc->ijnoqh", win, w1), sh["w1"])
     z1, n1 = q15(float(a["zeta1"])), q15(float(a["nu1"]))  # type: ignore[arg-type]
     z2, n2 = q15(float(a["zeta2"])), q15(float(a["nu2"]))  # type: ignore[arg-type]
     rows = _fastgrnn_int(vw.transpose(1, 0, 2, 3, 4, 5), u1, bz1, bh1, sh["u1"], z1, n1, e_h1)
     cols = _fastgrnn_int(vw, u1, bz1, bh1, sh["u1"], z1, n1, e_h1)
     out = [
-        _fastgrnn_int(shift_round(seq @ w2.T, sh["w2"]), u2, bz2, bh2, sh["u2"], z2, n2, e_h2, rev)
+        _fastgrnn_int(_pre(seq @ w2.T, sh["w2"]), u2, bz2, bh2, sh["u2"], z2, n2, e_h2, rev)
         for seq in (rows, cols)
         for rev in (False, True)
     ]

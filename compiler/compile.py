@@ -22,7 +22,7 @@ from compiler.ir.verify import verify
 from compiler.loader import load_model
 from compiler.passes.manager import run_passes
 from compiler.passes.plan import Plan, lifetimes, plan_arena
-from compiler.passes.schedule import schedule
+from compiler.passes.schedule import patch_regions, schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
 from compiler.tools.boards import Board, get_board, parse_size
@@ -125,7 +125,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     if opts.kernels == "cmsis-nn":
         from compiler.codegen.cmsis import scratch_needs
 
-        scratch = scratch_needs(q)
+        scratch = {**scratch, **scratch_needs(q)}  # nodes CMSIS-NN does not take keep ours
     elif opts.kernels != "portable":
         raise UsageError(f"--kernels {opts.kernels!r}: choose portable or cmsis-nn")
     plan = plan_arena(q, scratch=scratch)
@@ -155,6 +155,17 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
     report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
     report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
+    regions = patch_regions(q)
+    if regions:  # what running every layer whole would take, for comparison
+        whole = plan_arena(q, scratch=scratch, patchwise=False)
+        report["ram"]["patchwise"] = {  # type: ignore[index]
+            "regions": [
+                f"{q.nodes[r.conv].label} + {q.nodes[r.pool].label}: band of {r.band_rows} rows"
+                for r in regions
+            ],
+            "arena_bytes": plan.size,
+            "layerwise_arena_bytes": whole.size,
+        }
     report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
     report["sources"] = generated.sources
     out.parent.mkdir(parents=True, exist_ok=True)

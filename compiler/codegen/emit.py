@@ -34,6 +34,7 @@ KERNEL_FILES = {
     "fill": "tvc_move.c",
     "permute_last": "tvc_move.c",
     "rnnpool": "tvc_rnnpool.c",
+    "conv_rnnpool": "tvc_rnnpool.c",
 }
 PER_LINE = 16
 

@@ -16,7 +16,9 @@ from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops.activation import _sigmoid_f32, act_range
 from compiler.ir.ops.rnnpool import (
+    SIG_OFFSET,
     SIG_TABLE,
+    gate_coef,
     q15,
     rnnpool_exps,
     rnnpool_scratch_bytes,
@@ -24,6 +26,7 @@ from compiler.ir.ops.rnnpool import (
 )
 from compiler.ir.registry import get_op
 from compiler.passes.plan import Plan, scratch_name
+from compiler.passes.schedule import patch_regions
 from compiler.quant import fixedpoint as fx
 from compiler.quant.seedot import TABLE_BITS, pointwise_table
 
@@ -37,7 +40,7 @@ def portable_scratch(graph: Graph) -> dict[int, int]:
             _, kh, kw, c = graph.tensors[n.inputs[1]].shape
             out[k] = 2 * ((kh * kw * c + 3) & ~3) * 2
         elif n.op == "rnnpool":
-            out[k] = rnnpool_scratch_bytes(n.attrs)
+            out[k] = rnnpool_scratch_bytes(n.attrs, graph.tensors[n.inputs[0]].shape[3])
     return out
 
 
@@ -106,7 +109,10 @@ class Lowering:
         self.weight_symbols: dict[str, str] = {}
         self.used: set[str] = set()
         self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
-        self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
+        regions = patch_regions(graph) if plan.patchwise else []
+        self.patch_convs = {r.conv for r in regions}
+        self.patch_pools = {r.pool for r in regions}
+        self.patch_conv_args: list[str] = []
         for k, (name, t) in enumerate(
             sorted((n, t) for n, t in graph.tensors.items() if t.is_const)
         ):
@@ -232,10 +238,12 @@ class Lowering:
             return low
         args = [f"&{name}", self.ptr(node.inputs[0]), self.ptr(node.inputs[1]), bias]
         if dt == "i8":  # the DSP kernel's im2col columns (unused elsewhere)
-            s = scratch_name(self.index)
-            args.append(
-                f"(int16_t *)(arena + {self.plan.offsets[s]})" if s in self.plan.offsets else "0"
-            )
+            args.append(self.scratch_ptr("int16_t"))
+        self.used.add(f"conv2d_{SUFFIX[dt]}")
+        if self.index in self.patch_convs:  # runs band by band inside the RNNPool's step
+            self.patch_conv_args = args
+            low.stmts.append(f"/* patch-wise: computed band by band by step {self.index + 1} */")
+            return low
         low.stmts.append(self.call(f"conv2d_{SUFFIX[dt]}", *args, self.ptr(node.outputs[0], False)))
         return low
 
@@ -252,6 +260,7 @@ class Lowering:
             "in_h": h,
             "in_w": w,
             "in_c": c,
+            "out_h": y.shape[1],
             "out_w": y.shape[2],
             "out_c": y.shape[3],
             "patch_h": a["patch"][0],  # type: ignore[index]
@@ -262,25 +271,48 @@ class Lowering:
             "hidden2": a["hidden2"],
             **{f"shift_{k}": v for k, v in sh.items()},
             "out_shift": int(pow2_exp(y)) - states[1],  # type: ignore[arg-type]
-            **{k: q15(float(a[k])) for k in ("zeta1", "nu1", "zeta2", "nu2")},  # type: ignore[arg-type]
             "out_min": lo,
             "out_max": hi,
         }
         for key, src in zip(
             ("w1", "u1", "bz1", "bh1", "w2", "u2", "bz2", "bh2"), node.inputs[1:], strict=True
         ):
-            fields[key] = self.ptr(src)
+            data = self.g.tensors[src].data
+            assert data is not None
+            if key.startswith("bz"):  # the sigmoid's table offset and rounding folded in
+                self.replaced.add(src)
+                fields[key] = self._table(low, f"{name}_{key}", "int32_t", data + SIG_OFFSET)
+            elif key.startswith("bh"):  # tanh reads the table at 2 (v + bh)
+                self.replaced.add(src)
+                fields[key] = self._table(low, f"{name}_{key}", "int32_t", 2 * data + SIG_OFFSET)
+            else:
+                fields[key] = self.ptr(src)
         fields["sigmoid"] = self._table(low, f"{name}_sigmoid", "int16_t", SIG_TABLE)
+        for k in ("1", "2"):
+            coef = gate_coef(SIG_TABLE, q15(float(a[f"zeta{k}"])), q15(float(a[f"nu{k}"])))  # type: ignore[arg-type]
+            fields[f"coef{k}"] = self._table(low, f"{name}_coef{k}", "uint16_t", coef)
         low.decls.append(_struct("tvc_rnnpool_t", name, fields))
 
-    def scratch_ptr(self, ctype: str) -> str:
-        s = scratch_name(self.index)
+    def scratch_ptr(self, ctype: str, step: int | None = None) -> str:
+        s = scratch_name(self.index if step is None else step)
         return f"({ctype} *)(arena + {self.plan.offsets[s]})" if s in self.plan.offsets else "0"
 
     def _op_rnnpool(self, name: str, node: Node, dt: str) -> Lowered:
         low = Lowered()
         self.rnnpool_struct(low, name, node)
         rows = self.g.tensors[node.outputs[0]].shape[1]
+        if self.index in self.patch_pools:  # conv and RNNPool together, one patch row at a time
+            low.stmts.append(
+                self.call(
+                    f"conv_rnnpool_{SUFFIX[dt]}",
+                    *self.patch_conv_args,
+                    f"&{name}",
+                    self.ptr(node.inputs[0], False),
+                    self.scratch_ptr("int32_t"),
+                    self.ptr(node.outputs[0], False),
+                )
+            )
+            return low
         low.stmts.append(
             self.call(
                 f"rnnpool_{SUFFIX[dt]}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compiler.ir.graph import Graph
+from compiler.passes.schedule import patch_regions
 
 ALIGN = 16
 
@@ -27,6 +28,7 @@ class Plan:
     # buffers moved out of the main arena: tensor -> (region index >= 1, offset in its arena)
     placed_in: dict[str, int] = field(default_factory=dict)
     region_sizes: tuple[int, ...] = ()  # arena size of each extra region
+    patchwise: bool = True  # conv → RNNPool pairs run band by band (schedule.patch_regions)
 
 
 def _aligned(n: int) -> int:
@@ -125,6 +127,7 @@ def plan_arena(
     main_capacity: int | None = None,
     extra: tuple[int, ...] = (),
     scratch: dict[int, int] | None = None,
+    patchwise: bool = True,
 ) -> Plan:
     """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
     an aliased output shares its input's bytes, so that buffer lives as long as either.
@@ -132,6 +135,11 @@ def plan_arena(
     largest buffer live at its peak step moves to the first extra region it fits in."""
     alias = aliases(graph)
     raw = lifetimes(graph)
+    regions = patch_regions(graph) if patchwise else []
+    for r in regions:  # the conv runs inside the RNNPool's step: its inputs live until then
+        for i in graph.nodes[r.conv].inputs:
+            if i in raw and raw[i][1] < r.pool:
+                raw[i] = (raw[i][0], r.pool)
     internal = [k for k in raw if k not in graph.inputs and k not in graph.outputs]
     life: dict[str, tuple[int, int]] = {}
     for k in internal:
@@ -140,8 +148,11 @@ def plan_arena(
         f0, z0 = life.get(root, (f, z))
         life[root] = (min(f0, f), max(z0, z))
     size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
+    for r in regions:  # the conv output is a band of rows
+        size_of[graph.nodes[r.conv].outputs[0]] = _aligned(r.band_bytes(graph))
+    fused = {r.conv: r.pool for r in regions}
     for step, nbytes in (scratch or {}).items():  # kernel work buffers, live during their node
-        life[scratch_name(step)] = (step, step)
+        life[scratch_name(step)] = (step, fused.get(step, step))
         size_of[scratch_name(step)] = _aligned(nbytes)
     steps = range(-1, len(graph.nodes) + 1)
     lower = max(
@@ -194,4 +205,5 @@ def plan_arena(
         life,
         dict(sorted(placed_in.items())),
         tuple(extra_sizes),
+        patchwise,
     )

@@ -19,7 +19,7 @@ from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.passes.quantize_affine import shared_groups
 from compiler.quant.calibrate import Range, observe_ranges
-from compiler.quant.fixedpoint import round_half_away_array
+from compiler.quant.fixedpoint import INT32_MAX, round_half_away_array
 from compiler.quant.seedot import quantize_pow2
 
 UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
@@ -75,11 +75,16 @@ def _quantize_rnnpool(g: Graph, n: Node, states: dict[str, dict[str, float]]) ->
     for k, name in enumerate(n.inputs[1:]):
         w = g.tensors[name].data.astype(np.float64)  # type: ignore[union-attr]
         if k in (2, 3, 6, 7):  # biases
-            q = np.clip(quantize_pow2(w, -PRE_BITS, "i32"), -PRE_CLAMP, PRE_CLAMP)
+            q = np.clip(quantize_pow2(w, -PRE_BITS, "i32"), -PRE_CLAMP, PRE_CLAMP - 1)
             e, q = -PRE_BITS, q.astype(np.int32)
-        else:
+        else:  # int32 accumulation must be exact: row L1 norm x input bound < 2^31
+            x_max = 128 if (k == 0 and g.tensors[n.inputs[0]].dtype == "i8") else 32768
             e = _exp_for(float(np.abs(w).max()), 16)
-            q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767).astype(np.int16)
+            q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767)
+            while int(np.abs(q).sum(axis=1).max()) * x_max > INT32_MAX:
+                e += 1
+                q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767)
+            q = q.astype(np.int16)
         new = g.add_const(f"{name}/q", const_tensor("w", q))
         g.tensors[new].qparams = QParams(exp=e)
         ins.append(new)

@@ -1,13 +1,56 @@
-"""schedule: an operator order with a low memory peak on branching graphs.
+"""schedule: an operator order with a low memory peak on branching graphs, and the patch-wise
+regions the planner and the code generator share.
 
 Greedy list scheduling: among the nodes whose inputs are ready, run the one that leaves the
 fewest bytes live (it frees the most, or allocates the least), ties by the original order.
 Chains are unaffected; the new order is kept only if its peak of live bytes is lower.
+
+Patch-wise: a convolution whose only reader is the RNNPool right after it never materializes
+its output. The two run patch row by patch row: the conv computes just the rows the next patch
+row adds into a band of `patch_h` rows, RNNPool reads its patches by stride from that band.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from compiler.ir.graph import Graph, Node
+
+
+@dataclass(frozen=True)
+class PatchRegion:
+    conv: int  # node index of the producer convolution
+    pool: int  # node index of the RNNPool that reads it (conv + 1)
+    band_rows: int  # conv output rows held at once
+
+    def band_bytes(self, graph: Graph) -> int:
+        t = graph.tensors[graph.nodes[self.conv].outputs[0]]
+        _, _, w, c = t.shape
+        return self.band_rows * w * c * t.nbytes // t.numel
+
+
+def patch_regions(graph: Graph) -> list[PatchRegion]:
+    """Conv → RNNPool pairs that run patch-wise (quantized NHWC graphs, dense convolutions)."""
+    consumers = graph.consumers()
+    out = []
+    for k, n in enumerate(graph.nodes[:-1]):
+        nxt = graph.nodes[k + 1]
+        y = n.outputs[0]
+        t = graph.tensors[y]
+        if (
+            n.op == "conv2d"
+            and n.attrs["groups"] == 1
+            and nxt.op == "rnnpool"
+            and nxt.inputs[0] == y
+            and len(consumers.get(y, [])) == 1
+            and y not in graph.outputs
+            and t.dtype in ("i8", "i16")
+            and n.attrs["layout"] == "NHWC"
+        ):
+            rows = int(nxt.attrs["patch"][0])  # type: ignore[index]
+            if rows < t.shape[1]:
+                out.append(PatchRegion(k, k + 1, rows))
+    return out
 
 
 def _peak(graph: Graph, order: list[Node]) -> int:

@@ -66,6 +66,12 @@ def summary_text(report: dict[str, object]) -> str:
                 f"         + {reg['arena_bytes']:,} B of buffers in {rname} ({reg['section']}, "
                 f"{reg['size_bytes']:,} B)"
             )
+        pw = ram.get("patchwise")  # type: ignore[union-attr]
+        if pw:
+            lines.append(
+                f"         patch-wise arena {pw['arena_bytes']:,} B vs layer-wise "
+                f"{pw['layerwise_arena_bytes']:,} B ({'; '.join(pw['regions'])})"
+            )
         lines.append(
             f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]
             f"{flash['weights_bytes']:,} + code {flash['code_bytes']:,} + probe startup "  # type: ignore[index]

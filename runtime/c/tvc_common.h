@@ -181,14 +181,14 @@ typedef struct {
 
 /* RNNPool, FastGRNN cells in int16 fixed point (tvc_rnnpool.c); weights [out][in] */
 typedef struct {
-    int32_t in_h, in_w, in_c, out_w, out_c;
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
     int32_t patch_h, patch_w, stride_h, stride_w, hidden1, hidden2;
     int32_t shift_w1, shift_u1, shift_w2, shift_u2, shift_c1, shift_c2, out_shift;
-    int32_t zeta1, nu1, zeta2, nu2; /* Q15 */
     int32_t out_min, out_max;
     const int16_t *w1, *u1, *w2, *u2;
-    const int32_t *bz1, *bh1, *bz2, *bh2; /* Q11 */
-    const int16_t *sigmoid;               /* 258 Q15 points */
+    const int32_t *bz1, *bh1, *bz2, *bh2; /* Q11, plus the sigmoid table offset (bh: 2 bh + offset) */
+    const int16_t *sigmoid;               /* 4096 Q15 entries over [-8, 8) */
+    const uint16_t *coef1, *coef2;        /* zeta (1 - z) + nu, Q15, per sigmoid entry z */
 } tvc_rnnpool_t;
 
 /* kernels (see the .c files) */
@@ -213,6 +213,13 @@ void TVC_FN(mul_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, 
  * rnnpool_scratch_bytes in compiler/ir/ops/rnnpool.py */
 void TVC_FN(rnnpool_s8)(const tvc_rnnpool_t *p, const int8_t *in, int32_t rows, int32_t *scratch, int8_t *out);
 void TVC_FN(rnnpool_s16)(const tvc_rnnpool_t *p, const int16_t *in, int32_t rows, int32_t *scratch, int16_t *out);
+/* patch-wise: the convolution producing RNNPool's input runs band by band (band: patch_h rows
+ * of its output), RNNPool one output row per band; conv_scratch as for conv2d */
+void TVC_FN(conv_rnnpool_s8)(const tvc_conv_t *cp, const int8_t *in, const int8_t *w, const int32_t *bias,
+                             int16_t *conv_scratch, const tvc_rnnpool_t *p, int8_t *band, int32_t *scratch,
+                             int8_t *out);
+void TVC_FN(conv_rnnpool_s16)(const tvc_conv_t *cp, const int16_t *in, const int16_t *w, const int64_t *bias,
+                              const tvc_rnnpool_t *p, int16_t *band, int32_t *scratch, int16_t *out);
 void TVC_FN(softmax_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(softmax_pow2_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(softmax_pow2_s16)(const tvc_softmax_t *p, const int16_t *in, int16_t *out);

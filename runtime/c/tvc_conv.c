@@ -2,6 +2,16 @@
  * with a multiplier also has a channel-vectorized kernel on [KH][KW][C_out] weights. */
 #include "tvc_common.h"
 
+/* int8 kernels' int32 accumulators: the same rounding without 64-bit shifts (SeeDot's right
+ * shift as floor((floor(acc / 2^(s-1)) + 1) / 2), which cannot overflow) */
+static inline int64_t tvc_conv_requant_s8(const tvc_conv_t *p, int32_t acc, int32_t oc) {
+    if (p->requant == TVC_RQ_MULT) {
+        return (int64_t)tvc_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
+    }
+    const int32_t s = p->shift[0];
+    return s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_shift_round(acc, s);
+}
+
 static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t oc) {
     if (p->requant == TVC_RQ_MULT) {
         return (int64_t)tvc_mbqm((int32_t)acc, p->mult[oc], p->shift[oc]) + p->out_zp;
@@ -130,14 +140,14 @@ static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_
             a01 = tvc_tail(w0, col_b, K4, K, a01);
             a10 = tvc_tail(w1, col_a, K4, K, a10);
             a11 = tvc_tail(w1, col_b, K4, K, a11);
-            ya[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a00, oc), p->act_min, p->act_max);
+            ya[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a00, oc), p->act_min, p->act_max);
             if (pair) {
-                ya[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a10, oc + 1), p->act_min, p->act_max);
+                ya[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a10, oc + 1), p->act_min, p->act_max);
             }
             if (two) {
-                yb[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a01, oc), p->act_min, p->act_max);
+                yb[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a01, oc), p->act_min, p->act_max);
                 if (pair) {
-                    yb[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a11, oc + 1), p->act_min, p->act_max);
+                    yb[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a11, oc + 1), p->act_min, p->act_max);
                 }
             }
         }
@@ -187,10 +197,10 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                             a3 += ((int32_t)x[3] - p->in_zp) * wk[3];
                         }
                     }
-                    y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a0, oc), p->act_min, p->act_max);
-                    y[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a1, oc + 1), p->act_min, p->act_max);
-                    y[oc + 2] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a2, oc + 2), p->act_min, p->act_max);
-                    y[oc + 3] = (int8_t)tvc_clamp32(tvc_conv_requant(p, a3, oc + 3), p->act_min, p->act_max);
+                    y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a0, oc), p->act_min, p->act_max);
+                    y[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a1, oc + 1), p->act_min, p->act_max);
+                    y[oc + 2] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a2, oc + 2), p->act_min, p->act_max);
+                    y[oc + 3] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a3, oc + 3), p->act_min, p->act_max);
                 }
             }
             for (; oc < p->out_c; ++oc) {
@@ -202,7 +212,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                         acc += (x - p->in_zp) * w_hwc[(ky * p->k_w + kx) * p->out_c + oc];
                     }
                 }
-                y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant(p, acc, oc), p->act_min, p->act_max);
+                y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, acc, oc), p->act_min, p->act_max);
             }
         }
     }

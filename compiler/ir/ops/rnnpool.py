@@ -6,8 +6,8 @@ the integer reference is the arithmetic of runtime/c/tvc_rnnpool.c step for step
 - weights int16 at power-of-two exponents, hidden states int16 at e_h1 / e_h2 (`state_exps`),
   biases int32 in Q11 (the pre-activation format);
 - W x and U h accumulate exactly (int64), each is rounded once to Q11, and the biases are added;
-- sigmoid and tanh read one 257-point Q15 sigmoid table over [-8, 8] with linear interpolation
-  (tanh v = 2 sigmoid(2v) - 1): ~1e-4 absolute error, a dozen instructions per unit and step;
+- sigmoid and tanh read one 4096-entry Q15 sigmoid table over [-8, 8) (tanh v = 2 sigmoid(2v)
+  - 1), nearest entry: <= 5e-4 / 1e-3 absolute error, four instructions each on a Cortex-M4;
 - h = z h + (zeta (1 - z) + nu) c with z, c, zeta, nu in Q15, each product rounded once.
 
 W x is the same for the row and the column sweep through a pixel, so the kernel computes it once
@@ -24,7 +24,7 @@ from compiler.ir.ops._qutil import pow2_exp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
-from compiler.quant.fixedpoint import QRANGE
+from compiler.quant.fixedpoint import INT32_MAX, QRANGE
 from compiler.quant.seedot import shift_round
 
 RNNPOOL_ATTRS = {
@@ -42,9 +42,11 @@ RNNPOOL_ATTRS = {
 WEIGHTS = ("W1", "U1", "bz1", "bh1", "W2", "U2", "bz2", "bh2")
 PRE_BITS = 11  # pre-activations in Q11
 SIG_RANGE = 8  # the sigmoid table covers [-8, 8]
-SIG_STEP_BITS = 7  # Q11 codes per table step: 2^7 / 2^11 = 1/16
-PRE_CLAMP = 1 << 24  # Q11 pre-activation parts are held within +-2^24 (int32-safe sums)
-SIG_POINTS = 2 * SIG_RANGE * (1 << PRE_BITS) >> SIG_STEP_BITS  # 256 steps, 257 points (+1 pad)
+SIG_STEP_BITS = 3  # Q11 codes per table step: 2^3 / 2^11 = 1/256
+PRE_CLAMP = 1 << 24  # Q11 pre-activation parts are held in [-2^24, 2^24) (int32-safe sums)
+# table index = (v + SIG_OFFSET) >> SIG_STEP_BITS: the range's start and half a step, so rounding
+SIG_OFFSET = (SIG_RANGE << PRE_BITS) + (1 << (SIG_STEP_BITS - 1))
+SIG_POINTS = 2 * SIG_RANGE * (1 << PRE_BITS) >> SIG_STEP_BITS  # 4096 table entries
 
 
 def rnnpool_out_hw(node: Node, h: int, w: int) -> tuple[int, int]:
@@ -165,27 +167,29 @@ def rnnpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def sigmoid_table() -> np.ndarray:
-    """Q15 sigmoid at -8, -8 + 1/16, ..., 8, plus one repeat of the last point (so the kernel's
-    interpolation at exactly +8 reads in bounds)."""
-    v = (np.arange(SIG_POINTS + 1) - SIG_POINTS // 2) / 16.0
-    t = np.minimum(np.floor(32768.0 / (1.0 + np.exp(-v)) + 0.5), 32767).astype(np.int64)
-    return np.append(t, t[-1])
+    """Q15 sigmoid at -8, -8 + 1/256, ..., 8 - 1/256: one entry per table step."""
+    v = (np.arange(SIG_POINTS) - SIG_POINTS // 2) / float(1 << (PRE_BITS - SIG_STEP_BITS))
+    return np.minimum(np.floor(32768.0 / (1.0 + np.exp(-v)) + 0.5), 32767).astype(np.int64)
 
 
 SIG_TABLE = sigmoid_table()
 
 
 def sigmoid_q15(v: np.ndarray) -> np.ndarray:
-    """Sigmoid of Q11 codes, Q15 result (0..32767): table lookup, rounded linear interpolation."""
-    i = np.clip(np.asarray(v, np.int64) + (SIG_RANGE << PRE_BITS), 0, SIG_POINTS << SIG_STEP_BITS)
-    idx = i >> SIG_STEP_BITS
-    frac = i & ((1 << SIG_STEP_BITS) - 1)
-    lo = SIG_TABLE[idx]
-    return lo + (((SIG_TABLE[idx + 1] - lo) * frac + (1 << (SIG_STEP_BITS - 1))) >> SIG_STEP_BITS)
+    """Sigmoid of Q11 codes, Q15 result: the nearest table entry (error <= 1/2048 + 1/65536).
+    One add, shift, saturate and load on a Cortex-M: cheaper than interpolating, and finer than
+    the int8 activations around RNNPool."""
+    i = (np.asarray(v, np.int64) + SIG_OFFSET) >> SIG_STEP_BITS
+    return SIG_TABLE[np.clip(i, 0, SIG_POINTS - 1)]
 
 
 def tanh_q15(v: np.ndarray) -> np.ndarray:
     return 2 * sigmoid_q15(2 * np.asarray(v, np.int64)) - 32768
+
+
+def gate_coef(z: np.ndarray, zeta: int, nu: int) -> np.ndarray:
+    """zeta (1 - z) + nu in Q15 (<= 65534: the kernels tabulate it per sigmoid entry, uint16)."""
+    return ((zeta * (32768 - np.asarray(z, np.int64)) + (1 << 14)) >> 15) + nu
 
 
 def q15(v: float) -> int:
@@ -193,16 +197,16 @@ def q15(v: float) -> int:
 
 
 def _pre(acc: np.ndarray, shift: int) -> np.ndarray:
-    """An exact product sum rounded to Q11 and held within +-2^24 (as the kernel's int32s)."""
-    return np.clip(shift_round(acc, shift), -PRE_CLAMP, PRE_CLAMP)
+    """An exact product sum rounded to Q11 and saturated to 25 bits (the kernel's SSAT)."""
+    return np.clip(shift_round(acc, shift), -PRE_CLAMP, PRE_CLAMP - 1)
 
 
-def rnnpool_scratch_bytes(attrs: dict[str, object]) -> int:
-    """The kernel's work area: W1 x per patch pixel and W2 r per summary (int32), the summaries
-    and two state vectors (int16)."""
+def rnnpool_scratch_bytes(attrs: dict[str, object], in_channels: int) -> int:
+    """The kernel's work area: W1 x per patch pixel and W2 r per summary (int32), the summaries,
+    two state vectors and one widened input pixel (int16)."""
     (ph, pw), h1, h2 = attrs["patch"], int(attrs["hidden1"]), int(attrs["hidden2"])  # type: ignore[misc, call-overload]
     words = ph * pw * h1 + (ph + pw) * h2
-    halves = (ph + pw) * h1 + 2 * max(h1, h2)
+    halves = (ph + pw) * h1 + 2 * max(h1, h2) + in_channels
     return 4 * words + 2 * halves
 
 
@@ -224,7 +228,7 @@ def _fastgrnn_int(
         v = vw[t] if k == 0 else vw[t] + _pre(h @ u.T, u_shift)
         z = sigmoid_q15(v + bz)
         c = tanh_q15(v + bh)
-        coef = ((zeta * (32768 - z) + (1 << 14)) >> 15) + nu
+        coef = gate_coef(z, zeta, nu)
         h = ((z * h + (1 << 14)) >> 15) + shift_round(coef * c, 30 + e_h)
         h = np.clip(h, -32768, 32767)
     return h
@@ -247,6 +251,20 @@ def rnnpool_shifts(x_exp: int, w_exps: list[int], state_exps: list[int]) -> dict
 def rnnpool_exps(node: Node, ins: list[Tensor]) -> tuple[int, list[int], list[int]]:
     """(input exponent, [W1, U1, W2, U2] exponents, state exponents) of a quantized node."""
     e_x = pow2_exp(ins[0])
+    state_exps = list(node.attrs["state_exps"])  # type: ignore[call-overload]
+    if (
+        e_x is not None
+        and len(state_exps) == 2
+        and None not in [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
+    ):
+        ws = [int(pow2_exp(ins[k])) for k in (1, 2, 5, 6)]  # type: ignore[arg-type]
+        shifts = rnnpool_shifts(int(e_x), ws, state_exps)
+        bad = {k: v for k, v in shifts.items() if v < (2 if k.startswith("c") else 1)}
+        if bad:
+            raise IRError(
+                f"rnnpool {node.label}: fixed-point formats need right shifts, got {bad}; "
+                "give the states or weights more fractional bits"
+            )
     w_exps = [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
     state = list(node.attrs["state_exps"])  # type: ignore[call-overload]
     if e_x is None or None in w_exps or len(state) != 2:
@@ -257,6 +275,16 @@ def rnnpool_exps(node: Node, ins: list[Tensor]) -> tuple[int, list[int], list[in
     for k in (3, 4, 7, 8):
         if pow2_exp(ins[k]) != -PRE_BITS or ins[k].dtype != "i32":
             raise IRError(f"rnnpool {node.label}: biases must be int32 in Q{PRE_BITS}")
+    for k in (1, 2, 5, 6):  # the kernel accumulates in int32: no sum may overflow
+        x_max = 128 if k == 1 and ins[0].dtype == "i8" else 32768
+        w = ins[k].data
+        if w is None or ins[k].dtype != "i16":
+            raise IRError(f"rnnpool {node.label}: {WEIGHTS[k - 1]} must be constant int16")
+        if int(np.abs(w.astype(np.int64)).sum(axis=1).max()) * x_max > INT32_MAX:
+            raise IRError(
+                f"rnnpool {node.label}: {WEIGHTS[k - 1]} row sums could overflow the int32 "
+                "accumulator; quantize with a larger exponent"
+            )
     return int(e_x), [int(e) for e in w_exps], [int(e) for e in state]  # type: ignore[arg-type]
 
 

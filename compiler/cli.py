@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         "(needs CMSIS_NN_ROOT to build and run; default: %(default)s)",
     )
 
+    comp.add_argument(
+        "--input-in-arena",
+        action="store_true",
+        help="place the input in the arena (firmware writes the frame to NAME_input(); "
+        "NAME_run copies a separate buffer in): layers may then reuse the frame's bytes",
+    )
+
     sub.add_parser("boards", help="list the boards tvc knows")
 
     rep = sub.add_parser("report", help="print the summary of a compile output directory")
@@ -246,6 +253,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         flash=args.flash,
         input_shapes=parse_input_shapes(args.input_shape),
         kernels=args.kernels,
+        input_in_arena=args.input_in_arena,
         progress=sys.stderr.isatty(),
     )
     out, report = compile_model(opts)

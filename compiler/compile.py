@@ -21,7 +21,7 @@ from compiler.ir.text import print_graph
 from compiler.ir.verify import verify
 from compiler.loader import load_model
 from compiler.passes.manager import run_passes
-from compiler.passes.plan import Plan, lifetimes, plan_arena
+from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena
 from compiler.passes.schedule import patch_regions, schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
@@ -52,6 +52,7 @@ class CompileOptions:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     kernels: str = "portable"
     progress: bool = False
+    input_in_arena: bool = False
 
 
 def c_name(text: str) -> str:
@@ -128,12 +129,24 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         scratch = {**scratch, **scratch_needs(q)}  # nodes CMSIS-NN does not take keep ours
     elif opts.kernels != "portable":
         raise UsageError(f"--kernels {opts.kernels!r}: choose portable or cmsis-nn")
-    plan = plan_arena(q, scratch=scratch)
-    io = sum(q.tensors[t].nbytes for t in [*q.inputs, *q.outputs])
+    arena_in = opts.input_in_arena
+    # patch-wise where it lowers the arena (small maps may do better layer by layer)
+    whole = plan_arena(q, scratch=scratch, patchwise=False, arena_inputs=arena_in)
+    tiled = plan_arena(q, scratch=scratch, arena_inputs=arena_in) if patch_regions(q) else whole
+    patchwise = tiled.size < whole.size
+    plan = tiled if patchwise else whole
+    io = io_bytes(q, plan)
     budget = int(report["ram"]["budget_bytes"])  # type: ignore[index, call-overload]
     extras = tuple(r for r in board.memory if r.kind == "ram" and r.section != ".bss")
     if plan.size + io + STACK_RESERVE > budget and extras:
-        plan = plan_arena(q, budget - io - STACK_RESERVE, tuple(r.size for r in extras), scratch)
+        plan = plan_arena(
+            q,
+            budget - io - STACK_RESERVE,
+            tuple(r.size for r in extras),
+            scratch,
+            patchwise,
+            arena_in,
+        )
     precheck(q, plan, report)
     regions = tuple((r.name, r.section) for r in extras)
     generated = emit_c(
@@ -155,15 +168,15 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
     report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
     report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
-    regions = patch_regions(q)
-    if regions:  # what running every layer whole would take, for comparison
-        whole = plan_arena(q, scratch=scratch, patchwise=False)
+    candidates = patch_regions(q)
+    if candidates:  # what running every layer whole would take, for comparison
         report["ram"]["patchwise"] = {  # type: ignore[index]
             "regions": [
                 f"{q.nodes[r.conv].label} + {q.nodes[r.pool].label}: band of {r.band_rows} rows"
-                for r in regions
+                for r in candidates
             ],
-            "arena_bytes": plan.size,
+            "used": patchwise,
+            "arena_bytes": tiled.size,
             "layerwise_arena_bytes": whole.size,
         }
     report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
@@ -203,7 +216,7 @@ def measure(
     if uses_cmsis(outdir):  # CMSIS-NN's functions and tables are the model's too
         lib = fw.usage.share("arm_")
         share = {k: share[k] + lib[k] for k in share}
-    io = sum(graph.tensors[t].nbytes for t in [*graph.inputs, *graph.outputs])
+    io = io_bytes(graph, plan)
     ram, flash = report["ram"], report["flash"]
     ram.update(  # type: ignore[union-attr]
         peak_bytes=plan.size + sum(plan.region_sizes) + fw.model_stack + io,
@@ -224,7 +237,7 @@ def measure(
 def precheck(graph: Graph, plan: Plan, report: dict[str, object]) -> None:
     """Refuse early when the plan alone (arena + I/O, weights) exceeds a budget: no C is
     generated or linked for a model that cannot fit; the ELF gives exact figures otherwise."""
-    io = sum(graph.tensors[t].nbytes for t in [*graph.inputs, *graph.outputs])
+    io = io_bytes(graph, plan)
     weights = sum(t.nbytes for t in graph.tensors.values() if t.is_const)
     ram_b, flash_b = report["ram"]["budget_bytes"], report["flash"]["budget_bytes"]  # type: ignore[index]
     over = []

@@ -21,18 +21,29 @@ GEOMETRIES = [
     (4, 24, 28, (8, 8), (4, 4), 16, 16),
     (3, 13, 17, (4, 6), (2, 3), 8, 12),
     (2, 9, 9, (3, 3), (3, 3), 5, 7),  # odd hidden sizes: the kernels' scalar tails
+    (1, 64, 96, (8, 8), (4, 4), 8, 8),  # a detector's stem: stride-2 conv, a head after
 ]
 
 
 def _pool_model(c: int, patch, stride, h1: int, h2: int, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
+    if c == 1:  # conv 3x3/2 to 4 channels, RNNPool, a 1x1 head: RNNPool's output is internal
+        layer = RNNPool(4, patch, stride, h1, h2)
+        _perturb(layer)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.ReLU(), layer, torch.nn.Conv2d(4 * h2, 6, 1)
+        )
     layer = RNNPool(c, patch, stride, h1, h2)
+    _perturb(layer)
+    return torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, 1, 1), torch.nn.ReLU(), layer)
+
+
+def _perturb(layer: RNNPool) -> None:
     with torch.no_grad():  # trained-looking gates and biases, not the initial ones
         for p in (layer.zeta1, layer.nu1, layer.zeta2, layer.nu2):
             p.copy_(torch.randn(()) * 2)
         for p in (layer.bz1, layer.bh1, layer.bz2, layer.bh2):
             p.copy_(torch.randn(p.shape) * 0.5)
-    return torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, 1, 1), torch.nn.ReLU(), layer)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +157,75 @@ def test_generated_c_is_bit_exact_with_the_integer_interpreter(pools, tmp_path, 
         for s, h in zip(samples, run_host(build_host(out, graph), graph, samples), strict=True):
             np.testing.assert_array_equal(h["y"], run_graph(graph, s)["y"], err_msg=str(path))
         _assert_builds_for_m4(out, tmp_path)
+
+
+@pytest.mark.parametrize("arena_input", [False, True])
+def test_patchwise_c_is_bit_exact_and_smaller(pools, tmp_path, arena_input: bool) -> None:
+    """conv → RNNPool runs band by band (and over the consumed input with --input-in-arena):
+    same integers as the layer-wise interpreter, also with freed buffers poisoned."""
+    from test_codegen import _samples
+
+    from compiler.compile import CompileOptions, compile_model
+    from compiler.ir.interpreter import run_graph
+    from compiler.tools.host import build_host, run_host
+
+    used: list[bool] = []
+    for k, (path, _, _) in enumerate(pools):
+        opts = CompileOptions(
+            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), quant="seedot",
+            bits="8", calib="random", input_in_arena=arena_input,
+        )  # fmt: skip
+        out, report = compile_model(opts)
+        pw, ram = report["ram"]["patchwise"], report["ram"]
+        assert ram["arena_bytes"] == min(pw["arena_bytes"], pw["layerwise_arena_bytes"]), pw
+        code = (out / f"{report['name']}.c").read_text()
+        assert ("conv_rnnpool_s8" in code) == pw["used"]
+        used.append(pw["used"])
+        if arena_input:
+            assert f"{report['name']}_x_buffer(void)" in (out / f"{report['name']}.h").read_text()
+            assert ram["io_bytes"] == report["layers"][-1]["output_bytes"]  # the output only
+        graph = load_model(out)
+        samples = _samples(graph, 6, k)
+        for defines in ((), ("TVC_POISON_FREED",)):
+            exe = build_host(out, graph, defines=defines)
+            for s, h in zip(samples, run_host(exe, graph, samples), strict=True):
+                np.testing.assert_array_equal(h["y"], run_graph(graph, s)["y"], err_msg=str(path))
+    assert any(used), "no geometry ran patch-wise"
+
+
+def test_overwrite_proof_refuses_outputs_that_outrun_the_input() -> None:
+    """RNNPool's output may overwrite its consumed input only while every row it writes lies
+    behind the rows the remaining convolution still reads."""
+    from compiler.ir.graph import Graph
+    from compiler.ir.registry import make_node
+    from compiler.ir.tensor import Tensor, const_tensor
+    from compiler.passes.schedule import overwrite_is_safe, patch_regions
+
+    def graph(h2: int) -> Graph:
+        g = Graph("g", ["x"], ["y"], {}, [], {})
+        g.tensors["x"] = Tensor("x", (1, 40, 40, 4), "i8")
+        g.tensors["c"] = Tensor("c", (1, 40, 40, 4), "i8")
+        g.tensors["y"] = Tensor("y", (1, 9, 9, 4 * h2), "i8")
+        g.tensors["w"] = const_tensor("w", np.zeros((4, 3, 3, 4), np.int8))
+        ws = [
+            np.zeros(s, np.float32)
+            for s in [(8, 4), (8, 8), (8,), (8,), (h2, 8), (h2, h2), (h2,), (h2,)]
+        ]
+        names = [g.add_const(f"r{i}", const_tensor("r", v)) for i, v in enumerate(ws)]
+        g.nodes = [
+            make_node("conv2d", ["x", "w"], ["c"], "conv", kernel=[3, 3], pad=[1, 1, 1, 1], layout="NHWC"),
+            make_node(
+                "rnnpool", ["c", *names], ["y"], "pool", patch=[8, 8], stride=[4, 4], hidden1=8,
+                hidden2=h2, zeta1=0.5, nu1=0.1, zeta2=0.5, nu2=0.1, layout="NHWC",
+            ),
+        ]  # fmt: skip
+        return g
+
+    small, large = graph(4), graph(32)
+    assert [r.band_rows for r in patch_regions(small)] == [8]
+    assert overwrite_is_safe(
+        small, patch_regions(small)[0]
+    )  # rows of 9 x 16 B behind 4 input rows of 160 B
+    assert not overwrite_is_safe(
+        large, patch_regions(large)[0]
+    )  # 9 x 128 B: row 0 outruns the 7 rows read

@@ -68,6 +68,9 @@ def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object
         "numel": t.numel,
         "nbytes": t.nbytes,
         "is_input": is_input,
+        "in_arena": is_input and name in plan.offsets,
+        "offset": plan.offsets.get(name, 0),
+        "region": plan.placed_in.get(name, 0),
         "exp": None,
         "zp": 0,
         "scale": 1.0,
@@ -125,7 +128,7 @@ def emit_c(
         extra += out.consts
         # poison whole buffers when their (alias-merged) life ends
         dead = sorted(
-            (low.base(t), plan.offsets[t], graph.tensors[t].nbytes)
+            (low.base(t), plan.offsets[t], plan.sizes.get(t, graph.tensors[t].nbytes))
             for t, (_, last) in plan.lives.items()
             if last == k and t in graph.tensors
         )

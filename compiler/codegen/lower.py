@@ -127,7 +127,8 @@ class Lowering:
         if t.is_const:
             return self.weight_symbols[name]
         qual = "const " if const else ""
-        if name in self.g.inputs or name in self.g.outputs:  # the caller's buffers, never copied
+        caller = name in self.g.outputs or (name in self.g.inputs and name not in self.plan.offsets)
+        if caller:  # the caller's buffers, never copied
             return f"({qual}{ct} *){c_ident(name).lower()}"
         return f"({qual}{ct} *)({self.base(name)} + {self.plan.offsets[name]})"
 

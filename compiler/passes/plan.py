@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compiler.ir.graph import Graph
-from compiler.passes.schedule import patch_regions
+from compiler.passes.schedule import overwrite_is_safe, patch_regions
 
 ALIGN = 16
 
@@ -29,6 +29,7 @@ class Plan:
     placed_in: dict[str, int] = field(default_factory=dict)
     region_sizes: tuple[int, ...] = ()  # arena size of each extra region
     patchwise: bool = True  # conv → RNNPool pairs run band by band (schedule.patch_regions)
+    sizes: dict[str, int] = field(default_factory=dict)  # buffer -> bytes reserved (aligned)
 
 
 def _aligned(n: int) -> int:
@@ -67,17 +68,31 @@ IN_PLACE = (
 )
 
 
-def aliases(graph: Graph) -> dict[str, str]:
+def aliases(graph: Graph, arena_inputs: bool = False, patchwise: bool = True) -> dict[str, str]:
     """Outputs that live in an input's bytes (not across the caller's buffers): reshapes always
-    (same bytes), in-place kernels when that input dies here and has the output's size."""
-    io = set(graph.inputs) | set(graph.outputs)
+    (same bytes), in-place kernels when that input dies here and has the output's size, and a
+    patch-wise RNNPool over the conv input it consumes row by row (schedule.overwrite_is_safe).
+    With `arena_inputs` the graph inputs are arena buffers like any other."""
+    io = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs))
     last_use: dict[str, int] = {}
     for k, n in enumerate(graph.nodes):
         for i in n.inputs:
             last_use[i] = k
     out: dict[str, str] = {}
     taken: set[str] = set()  # a buffer is overwritten in place by one output only
+    over = {
+        r.pool: graph.nodes[r.conv].inputs[0]
+        for r in (patch_regions(graph) if patchwise else [])
+        if overwrite_is_safe(graph, r)
+    }
     for k, n in enumerate(graph.nodes):
+        x = over.get(k)
+        if x is not None and x not in io and last_use[x] == k - 1 and n.outputs[0] not in io:
+            root = out.get(x, x)
+            if root not in taken:
+                taken.add(root)
+                out[n.outputs[0]] = root
+                continue
         y = n.outputs[0]
         if y in io or len(n.outputs) != 1:
             continue
@@ -118,6 +133,12 @@ def _first_fit(
     return offsets, max((o + size_of[k] for k, o in offsets.items()), default=0)
 
 
+def io_bytes(graph: Graph, plan: Plan) -> int:
+    """The caller's buffers: outputs, and inputs unless they live in the arena."""
+    names = [*(i for i in graph.inputs if i not in plan.offsets), *graph.outputs]
+    return sum(graph.tensors[t].nbytes for t in names)
+
+
 def scratch_name(step: int) -> str:
     return f"__scratch_{step}"
 
@@ -128,19 +149,22 @@ def plan_arena(
     extra: tuple[int, ...] = (),
     scratch: dict[int, int] | None = None,
     patchwise: bool = True,
+    arena_inputs: bool = False,
 ) -> Plan:
     """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
     an aliased output shares its input's bytes, so that buffer lives as long as either.
     With `main_capacity` and `extra` region sizes: while the main arena is over capacity, the
     largest buffer live at its peak step moves to the first extra region it fits in."""
-    alias = aliases(graph)
+    alias = aliases(graph, arena_inputs, patchwise)
     raw = lifetimes(graph)
     regions = patch_regions(graph) if patchwise else []
     for r in regions:  # the conv runs inside the RNNPool's step: its inputs live until then
         for i in graph.nodes[r.conv].inputs:
             if i in raw and raw[i][1] < r.pool:
                 raw[i] = (raw[i][0], r.pool)
-    internal = [k for k in raw if k not in graph.inputs and k not in graph.outputs]
+    internal = [
+        k for k in raw if (arena_inputs or k not in graph.inputs) and k not in graph.outputs
+    ]
     life: dict[str, tuple[int, int]] = {}
     for k in internal:
         f, z = raw[k]
@@ -148,6 +172,8 @@ def plan_arena(
         f0, z0 = life.get(root, (f, z))
         life[root] = (min(f0, f), max(z0, z))
     size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
+    for k, root in alias.items():  # an overwrite in place may be smaller than its buffer
+        size_of[root] = max(size_of[root], _aligned(graph.tensors[k].nbytes))
     for r in regions:  # the conv output is a band of rows
         size_of[graph.nodes[r.conv].outputs[0]] = _aligned(r.band_bytes(graph))
     fused = {r.conv: r.pool for r in regions}
@@ -206,4 +232,5 @@ def plan_arena(
         dict(sorted(placed_in.items())),
         tuple(extra_sizes),
         patchwise,
+        dict(sorted(size_of.items())),
     )

@@ -29,6 +29,27 @@ class PatchRegion:
         return self.band_rows * w * c * t.nbytes // t.numel
 
 
+def overwrite_is_safe(graph: Graph, r: PatchRegion) -> bool:
+    """May RNNPool's output rows overwrite the conv's input from its first byte on? Row oy of
+    the output is written once the band holds conv rows up to hi(oy); every input row the
+    remaining conv rows read must still lie past the bytes written so far."""
+    conv, pool = graph.nodes[r.conv], graph.nodes[r.pool]
+    x, y = graph.tensors[conv.inputs[0]], graph.tensors[pool.outputs[0]]
+    if x.dtype != y.dtype or x.shape[0] != 1:
+        return False
+    _, in_h, in_w, in_c = x.shape
+    _, conv_h, _, _ = graph.tensors[conv.outputs[0]].shape
+    _, out_h, out_w, out_c = y.shape
+    sh, ph = int(pool.attrs["stride"][0]), int(pool.attrs["patch"][0])  # type: ignore[index]
+    s_conv, pad_t = int(conv.attrs["stride"][0]), int(conv.attrs["pad"][0])  # type: ignore[index]
+    for oy in range(out_h):
+        hi = min(oy * sh + ph, conv_h)  # conv rows computed once row oy is written
+        first_needed = in_h if hi >= conv_h else max(0, min(in_h, hi * s_conv - pad_t))
+        if (oy + 1) * out_w * out_c > first_needed * in_w * in_c:
+            return False
+    return True
+
+
 def patch_regions(graph: Graph) -> list[PatchRegion]:
     """Conv → RNNPool pairs that run patch-wise (quantized NHWC graphs, dense convolutions)."""
     consumers = graph.consumers()

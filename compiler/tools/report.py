@@ -70,7 +70,8 @@ def summary_text(report: dict[str, object]) -> str:
         if pw:
             lines.append(
                 f"         patch-wise arena {pw['arena_bytes']:,} B vs layer-wise "
-                f"{pw['layerwise_arena_bytes']:,} B ({'; '.join(pw['regions'])})"
+                f"{pw['layerwise_arena_bytes']:,} B ({'; '.join(pw['regions'])}): "
+                + ("patch-wise" if pw["used"] else "layer-wise, smaller here")
             )
         lines.append(
             f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]

@@ -213,7 +213,10 @@ def test_overwrite_proof_refuses_outputs_that_outrun_the_input() -> None:
         ]
         names = [g.add_const(f"r{i}", const_tensor("r", v)) for i, v in enumerate(ws)]
         g.nodes = [
-            make_node("conv2d", ["x", "w"], ["c"], "conv", kernel=[3, 3], pad=[1, 1, 1, 1], layout="NHWC"),
+            make_node(
+                "conv2d", ["x", "w"], ["c"], "conv", kernel=[3, 3], pad=[1, 1, 1, 1],
+                layout="NHWC",
+            ),
             make_node(
                 "rnnpool", ["c", *names], ["y"], "pool", patch=[8, 8], stride=[4, 4], hidden1=8,
                 hidden2=h2, zeta1=0.5, nu1=0.1, zeta2=0.5, nu2=0.1, layout="NHWC",

@@ -69,16 +69,20 @@ def rnnpool_forward(
     """RNNPOOL.md on (N, C, H, W); `gates` are zeta_1, nu_1, zeta_2, nu_2 after the sigmoid."""
     w1, u1, bz1, bh1, w2, u2, bz2, bh2 = w
     z1, n1, z2, n2 = gates
-    patches = x.unfold(2, patch[0], stride[0]).unfold(3, patch[1], stride[1])  # N,C,OH,OW,ph,pw
-    wx = torch.einsum("ncoqij,hc->ijnoqh", patches, w1)
-    rows = _fastgrnn(wx.transpose(0, 1), u1, bz1, bh1, z1, n1)
-    cols = _fastgrnn(wx, u1, bz1, bh1, z1, n1)
+    # W1 x once per pixel (a 1x1 convolution), then every patch's pixels by stride
+    xw = nn.functional.conv2d(x, w1[:, :, None, None])  # N, h1, H, W
+    patches = xw.unfold(2, patch[0], stride[0]).unfold(3, patch[1], stride[1])  # N,h1,OH,OW,ph,pw
+    n, h1, oh, ow, ph, pw = patches.shape
+    wx = patches.permute(4, 5, 0, 2, 3, 1).reshape(ph, pw, n * oh * ow, h1)
+    rows = _fastgrnn(wx.transpose(0, 1), u1, bz1, bh1, z1, n1)  # ph, B, h1
+    cols = _fastgrnn(wx, u1, bz1, bh1, z1, n1)  # pw, B, h1
     out = [
         _fastgrnn(seq @ w2.T, u2, bz2, bh2, z2, n2, rev)
         for seq in (rows, cols)
         for rev in (False, True)
     ]
-    return torch.cat(out, dim=-1).permute(0, 3, 1, 2)  # N, 4*h2, OH, OW
+    y = torch.cat(out, dim=-1).reshape(n, oh, ow, -1)
+    return y.permute(0, 3, 1, 2)  # N, 4*h2, OH, OW
 
 
 class RNNPool(nn.Module):

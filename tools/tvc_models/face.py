@@ -194,6 +194,33 @@ def face_scores(outs: list[np.ndarray]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(conf[..., 0] - conf[..., 1]))
 
 
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    noise = float(np.sum((ref.astype(np.float64) - got) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+
+
+def top_anchors(outs: list[np.ndarray], k: int = 10, threshold: float = 0.5) -> list[list[int]]:
+    """Per image: the (at most) k highest-scoring anchors whose P(face) exceeds the threshold."""
+    scores = face_scores(outs)
+    return [
+        [int(a) for a in np.argsort(-s, kind="stable")[:k] if s[a] > threshold] for s in scores
+    ]
+
+
+def agreement(float_outs: list[np.ndarray], int_outs: list[np.ndarray]) -> dict[str, object]:
+    """How the compiled detector's class scores compare with the float model's (dequantized
+    outputs, in OUTPUTS order, batched over images)."""
+    conf = [OUTPUTS.index(c) for c in ("conf1", "conf2")]
+    ref = np.concatenate([float_outs[i].ravel() for i in conf])
+    got = np.concatenate([int_outs[i].ravel() for i in conf])
+    top_f, top_q = top_anchors(float_outs), top_anchors(int_outs)
+    return {
+        "class_score_sqnr_db": round(sqnr_db(ref, got), 2),
+        "top10_same": [sorted(a) == sorted(b) for a, b in zip(top_f, top_q, strict=True)],
+        "anchors_above_threshold": [len(a) for a in top_f],
+    }
+
+
 def train(model: FaceDetector, steps: int, seed: int, log: bool = True) -> float:
     torch.manual_seed(seed)
     anc = anchors()

@@ -199,11 +199,18 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
 
 
+def face_margins(outs: list[np.ndarray]) -> np.ndarray:
+    """Face minus background logit per anchor, (N, A): ranks like P(face), never saturates."""
+    _, conf = flatten_heads(outs)
+    return conf[..., 1] - conf[..., 0]
+
+
 def top_anchors(outs: list[np.ndarray], k: int = 10, threshold: float = 0.5) -> list[list[int]]:
     """Per image: the (at most) k highest-scoring anchors whose P(face) exceeds the threshold."""
-    scores = face_scores(outs)
+    margin = np.log(threshold / (1 - threshold))
     return [
-        [int(a) for a in np.argsort(-s, kind="stable")[:k] if s[a] > threshold] for s in scores
+        [int(a) for a in np.argsort(-m, kind="stable")[:k] if m[a] > margin]
+        for m in face_margins(outs)
     ]
 
 

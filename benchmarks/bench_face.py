@@ -26,8 +26,12 @@ from tvc_models import face  # noqa: E402
 from compiler.compile import CompileOptions, compile_model  # noqa: E402
 from compiler.ir.interpreter import run_graph  # noqa: E402
 from compiler.loader import load_model  # noqa: E402
-from compiler.runio import dequantize_outputs, quantize_inputs, to_graph_layout  # noqa: E402
-from compiler.runio import from_graph_layout  # noqa: E402
+from compiler.runio import (  # noqa: E402
+    dequantize_outputs,
+    from_graph_layout,  # noqa: E402
+    quantize_inputs,
+    to_graph_layout,
+)
 from compiler.tools.boards import get_board  # noqa: E402
 from compiler.tools.qemu import run_qemu  # noqa: E402
 
@@ -99,7 +103,7 @@ def main() -> None:
             **evaluate(paths, out),
         }
     (ROOT / "benchmarks" / "results" / "face.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"| RNNPool face detector, stm32f439 | peak RAM | flash | instructions / image |")
+    print("| RNNPool face detector, stm32f439 | peak RAM | flash | instructions / image |")
     print("| --- | --- | --- | --- |")
     print(
         f"| published (SeeDot C, M4 variant) | {PUBLISHED['peak_ram']:,} | "

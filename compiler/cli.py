@@ -55,11 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     comp.add_argument(
         "--quant",
-        default="auto",
-        choices=("auto", "affine", "seedot"),
-        help="scheme: affine (TFLite int8) or seedot (power-of-two fixed point); auto takes "
-        "affine unless the model has an op that runs only in seedot, such as RNNPool "
-        "(default: %(default)s)",
+        default="affine",
+        choices=("affine", "seedot"),
+        help="scheme: affine (TFLite's int8) or seedot (power-of-two fixed point); RNNPool "
+        "computes in int16 fixed point inside either (default: %(default)s)",
     )
     comp.add_argument(
         "--bits",

@@ -25,6 +25,7 @@ from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena
 from compiler.passes.schedule import patch_regions, schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.calibrate import load_samples, observe_ranges
+from compiler.quant.rnnpool import rnnpool_state_ranges
 from compiler.tools.boards import Board, get_board, parse_size
 from compiler.tools.firmware import LinkOverflow, build_firmware
 from compiler.tools.report import layer_table, summary_text, write_report
@@ -42,7 +43,7 @@ class CompileOptions:
     name: str | None = None
     calib: str | None = None
     val: str | None = None
-    quant: str = "auto"
+    quant: str = "affine"
     bits: str = "8"
     mean: list[float] | None = None
     std: list[float] | None = None
@@ -73,8 +74,6 @@ def quantize(
         else samples
     )
     scheme = opts.quant
-    if scheme == "auto":  # affine (TFLite's int8) unless an op needs SeeDot's fixed point
-        scheme = "seedot" if any(n.op == "rnnpool" for n in graph.nodes) else "affine"
     if scheme == "affine":
         from compiler.passes.quantize_affine import quantize_affine
 
@@ -83,7 +82,7 @@ def quantize(
                 "--quant affine is int8 (TFLite's scheme); use --quant seedot for 16 bits"
             )
         ranges = observe_ranges(graph, samples, opts.percentile, opts.progress)
-        q = quantize_affine(graph, ranges)
+        q = quantize_affine(graph, ranges, rnnpool_state_ranges(graph, samples))
         details: dict[str, object] = {
             "scheme": "affine",
             "bits": 8,

@@ -111,35 +111,43 @@ def test_bad_rnnpool_nodes_are_clear_errors(pools, tmp_path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def test_affine_refuses_rnnpool_with_a_hint(pools, tmp_path) -> None:
-    path, _, _ = pools[0]
-    r = tvc(
-        "compile", path, "--target", "stm32f439", "--calib", "random", "--quant", "affine",
-        "--out", tmp_path / "o",
-    )  # fmt: skip
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "--quant seedot" in r.stderr
+def test_cli_compiles_rnnpool_models_for_the_f439(pools, tmp_path) -> None:
+    path, _, _ = pools[3]
+    out = tmp_path / "o"
+    r = tvc("compile", path, "--target", "stm32f439", "--calib", "random", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "patch-wise arena" in r.stdout and (out / "pool3.c").exists()
 
 
-@pytest.mark.parametrize("bits, floor", [("16", 50.0), ("8", 30.0)])
-def test_fixed_point_rnnpool_tracks_float(pools, bits: str, floor: float) -> None:
-    from compiler.passes.quantize_seedot import search_seedot
+SCHEMES = [("affine", "8", 30.0), ("seedot", "16", 50.0), ("seedot", "8", 30.0)]
+
+
+@pytest.mark.parametrize("quant, bits, floor", SCHEMES)
+def test_fixed_point_rnnpool_tracks_float(pools, quant: str, bits: str, floor: float) -> None:
+    from compiler.compile import CompileOptions, quantize
     from compiler.quant.accuracy import evaluate
 
     rng = np.random.default_rng(2)
-    for path, _, (c, h, w) in pools:
+    for k, (path, _, (c, h, w)) in enumerate(pools):
         g = run_passes(load_model(str(path), {}), "layout")
-        samples = [{"x": rng.standard_normal((1, c, h, w)).astype(np.float32)} for _ in range(6)]
-        val = [{"x": rng.standard_normal((1, c, h, w)).astype(np.float32)} for _ in range(4)]
-        q, details = search_seedot(g, samples, val, bits)
+        data = rng.standard_normal((10, c, h, w)).astype(np.float32)
+        np.save(calib := Path(path).with_suffix(f".calib{k}.npy"), data[:6])
+        np.save(valf := Path(path).with_suffix(f".val{k}.npy"), data[6:])
+        opts = CompileOptions(
+            str(path), "x", quant=quant, bits=bits, calib=str(calib), val=str(valf)
+        )
+        q, _, details = quantize(g, opts)
+        val = [{"x": v[None]} for v in data[6:]]
         node = next(n for n in q.nodes if n.op == "rnnpool")
         assert len(node.attrs["state_exps"]) == 2
         assert {q.tensors[i].dtype for i in node.inputs[1:]} == {"i16", "i32"}
         assert evaluate(g, q, val)["sqnr_db"] >= floor, details
 
 
-@pytest.mark.parametrize("bits", ["8", "16"])
-def test_generated_c_is_bit_exact_with_the_integer_interpreter(pools, tmp_path, bits: str) -> None:
+@pytest.mark.parametrize("quant, bits", [("affine", "8"), ("seedot", "8"), ("seedot", "16")])
+def test_generated_c_is_bit_exact_with_the_integer_interpreter(
+    pools, tmp_path, quant: str, bits: str
+) -> None:
     from test_codegen import _assert_builds_for_m4, _samples
 
     from compiler.compile import CompileOptions, compile_model
@@ -148,7 +156,7 @@ def test_generated_c_is_bit_exact_with_the_integer_interpreter(pools, tmp_path, 
 
     for k, (path, _, _) in enumerate(pools):
         opts = CompileOptions(
-            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), quant="seedot",
+            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), quant=quant,
             bits=bits, calib="random",
         )  # fmt: skip
         out = compile_model(opts)[0]
@@ -172,8 +180,8 @@ def test_patchwise_c_is_bit_exact_and_smaller(pools, tmp_path, arena_input: bool
     used: list[bool] = []
     for k, (path, _, _) in enumerate(pools):
         opts = CompileOptions(
-            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), quant="seedot",
-            bits="8", calib="random", input_in_arena=arena_input,
+            model=str(path), target="mps2-an386", out=str(tmp_path / f"p{k}"), calib="random",
+            input_in_arena=arena_input,
         )  # fmt: skip
         out, report = compile_model(opts)
         pw, ram = report["ram"]["patchwise"], report["ram"]

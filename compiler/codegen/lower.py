@@ -20,9 +20,8 @@ from compiler.ir.ops.rnnpool import (
     SIG_TABLE,
     gate_coef,
     q15,
-    rnnpool_exps,
+    rnnpool_formats,
     rnnpool_scratch_bytes,
-    rnnpool_shifts,
 )
 from compiler.ir.registry import get_op
 from compiler.passes.plan import Plan, scratch_name
@@ -253,8 +252,7 @@ class Lowering:
         a = node.attrs
         ins = [self.g.tensors[i] for i in node.inputs]
         y = self.g.tensors[node.outputs[0]]
-        e_x, w_exps, states = rnnpool_exps(node, ins)
-        sh = rnnpool_shifts(e_x, w_exps, states)
+        f = rnnpool_formats(node, ins, [y])
         _, h, w, c = ins[0].shape
         lo, hi = fx.QRANGE[y.dtype]
         fields: dict[str, object] = {
@@ -270,8 +268,11 @@ class Lowering:
             "stride_w": a["stride"][1],  # type: ignore[index]
             "hidden1": a["hidden1"],
             "hidden2": a["hidden2"],
-            **{f"shift_{k}": v for k, v in sh.items()},
-            "out_shift": int(pow2_exp(y)) - states[1],  # type: ignore[arg-type]
+            **{f"shift_{k}": v for k, v in f.shifts.items()},
+            "in_zp": f.in_zp,
+            "out_mult": f.out_mult[0] if f.out_mult else 0,
+            "out_shift": f.out_mult[1] if f.out_mult else f.out_shift,
+            "out_zp": f.out_zp,
             "out_min": lo,
             "out_max": hi,
         }

@@ -18,6 +18,7 @@ from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.quant.calibrate import Range
 from compiler.quant.fixedpoint import round_half_away, round_half_away_array
+from compiler.quant.rnnpool import quantize_rnnpool_weights
 
 SAME_SCALE = {
     "reshape",
@@ -103,7 +104,11 @@ def _weights(w: np.ndarray, per_channel: bool) -> tuple[np.ndarray, QParams]:
     return q.astype(np.int8), qp
 
 
-def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
+def quantize_affine(
+    graph: Graph, ranges: dict[str, Range], states: dict[str, dict[str, float]] | None = None
+) -> Graph:
+    """TFLite's int8 scheme; RNNPool (not a TFLite op) keeps int8 data around int16 internals,
+    its state formats from `states` (quant.rnnpool.rnnpool_state_ranges)."""
     g = graph.copy()
     unsupported = sorted({n.op for n in g.nodes if get_op(n.op).run_int is None})
     if unsupported:
@@ -112,13 +117,6 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
             f"cannot quantize: no int8 kernel for {', '.join(unsupported)} "
             f"(first at node {where.label!r})",
             "keep the model float, or replace these layers",
-        )
-    pools = [n for n in g.nodes if n.op == "rnnpool"]
-    if pools:
-        raise ModelError(
-            f"cannot quantize node {pools[0].label!r} (rnnpool) to affine int8: RNNPool runs in "
-            "power-of-two fixed point with int16 states",
-            "use --quant seedot (or leave --quant at its default, auto)",
         )
     members = shared_groups(g)
     fixed = {
@@ -145,6 +143,9 @@ def quantize_affine(graph: Graph, ranges: dict[str, Range]) -> Graph:
             params[n] = qp
     # weights and biases, then every float tensor to int8
     for n in g.nodes:
+        if n.op == "rnnpool":  # |x - zero point| <= 255 bounds W1's row sums
+            s_x = float(params[n.inputs[0]].scale[0])
+            quantize_rnnpool_weights(g, n, states or {}, 255, s_x)
         if n.op in ("conv2d", "dense") and g.tensors[n.inputs[1]].is_const:
             w_t = g.tensors[n.inputs[1]]
             qw, qp_w = _weights(w_t.data, per_channel=n.op == "conv2d")  # type: ignore[arg-type]

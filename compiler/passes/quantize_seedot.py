@@ -14,12 +14,13 @@ import math
 import numpy as np
 
 from compiler.errors import ModelError, UsageError
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph
 from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.passes.quantize_affine import shared_groups
 from compiler.quant.calibrate import Range, observe_ranges
-from compiler.quant.fixedpoint import INT32_MAX, round_half_away_array
+from compiler.quant.fixedpoint import round_half_away_array
+from compiler.quant.rnnpool import quantize_rnnpool_weights, rnnpool_state_ranges
 from compiler.quant.seedot import quantize_pow2
 
 UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
@@ -31,65 +32,6 @@ def _exp_for(maxabs: float, bits: int) -> int:
     if maxabs <= 0:
         return -(bits - 1)
     return math.floor(math.log2(maxabs)) + 1 - (bits - 1)
-
-
-def rnnpool_state_ranges(
-    graph: Graph, samples: list[dict[str, np.ndarray]]
-) -> dict[str, dict[str, float]]:
-    """Largest |h| of each RNNPool node's two RNNs over the samples (the int16 state formats)."""
-    from compiler.ir.interpreter import run_graph
-    from compiler.ir.ops.rnnpool import rnnpool_nhwc
-    from compiler.runio import to_graph_layout
-
-    pools = {n.inputs[0]: n for n in graph.nodes if n.op == "rnnpool"}
-    stats: dict[str, dict[str, float]] = {n.name or n.outputs[0]: {} for n in pools.values()}
-
-    def see(name: str, v: np.ndarray) -> None:
-        n = pools.get(name)
-        if n is None:
-            return
-        x = v if n.attrs["layout"] == "NHWC" else v.transpose(0, 2, 3, 1)
-        ws = [graph.tensors[i].data for i in n.inputs[1:]]
-        rnnpool_nhwc(x, ws, n.attrs, stats[n.name or n.outputs[0]])  # type: ignore[arg-type]
-
-    if pools:
-        for feeds in samples:
-            g_feeds = to_graph_layout(graph, feeds)
-            for name, v in g_feeds.items():
-                see(name, v)
-            run_graph(
-                graph,
-                g_feeds,
-                lambda n, outs: [see(o, v) for o, v in zip(n.outputs, outs, strict=True)],
-            )
-    return stats
-
-
-def _quantize_rnnpool(g: Graph, n: Node, states: dict[str, dict[str, float]]) -> None:
-    """int16 weights at their own exponents, Q11 int32 biases, int16 states with one bit of
-    headroom over calibration, whatever width the tensors around the node have."""
-    from compiler.ir.ops.rnnpool import PRE_BITS, PRE_CLAMP
-
-    st = states.get(n.name or n.outputs[0], {})
-    ins = [n.inputs[0]]
-    for k, name in enumerate(n.inputs[1:]):
-        w = g.tensors[name].data.astype(np.float64)  # type: ignore[union-attr]
-        if k in (2, 3, 6, 7):  # biases
-            q = np.clip(quantize_pow2(w, -PRE_BITS, "i32"), -PRE_CLAMP, PRE_CLAMP - 1)
-            e, q = -PRE_BITS, q.astype(np.int32)
-        else:  # int32 accumulation must be exact: row L1 norm x input bound < 2^31
-            x_max = 128 if (k == 0 and g.tensors[n.inputs[0]].dtype == "i8") else 32768
-            e = _exp_for(float(np.abs(w).max()), 16)
-            q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767)
-            while int(np.abs(q).sum(axis=1).max()) * x_max > INT32_MAX:
-                e += 1
-                q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767)
-            q = q.astype(np.int16)
-        new = g.add_const(f"{name}/q", const_tensor("w", q))
-        g.tensors[new].qparams = QParams(exp=e)
-        ins.append(new)
-    n.inputs = ins
-    n.attrs["state_exps"] = [_exp_for(st.get(k, 1.0), 16) + 1 for k in ("h1", "h2")]
 
 
 def quantize_seedot(
@@ -120,7 +62,7 @@ def quantize_seedot(
             exps[n] = e
     for n in g.nodes:
         if n.op == "rnnpool":
-            _quantize_rnnpool(g, n, states or {})
+            quantize_rnnpool_weights(g, n, states or {}, 128 if bits == 8 else 32768)
             continue
         if n.op not in ("conv2d", "dense") or not g.tensors[n.inputs[1]].is_const:
             continue

@@ -50,9 +50,10 @@ static inline int32_t tvc_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
     }
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : ((int64_t)1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* gemmlowp's (ab + nudge) / 2^31, truncating, with nudge = 2^30 or 1 - 2^30 by the sign
+     * of ab, equals floor((ab + 2^30) / 2^31) for every ab: one SMULL, an add and a shift */
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e, ties away from zero */
@@ -183,8 +184,10 @@ typedef struct {
 typedef struct {
     int32_t in_h, in_w, in_c, out_h, out_w, out_c;
     int32_t patch_h, patch_w, stride_h, stride_w, hidden1, hidden2;
-    int32_t shift_w1, shift_u1, shift_w2, shift_u2, shift_c1, shift_c2, out_shift;
-    int32_t out_min, out_max;
+    int32_t shift_w1, shift_u1, shift_w2, shift_u2, shift_c1, shift_c2;
+    int32_t in_zp;                  /* affine input: W1 (x - zp), W1 holding the input scale */
+    int32_t out_mult, out_shift;    /* affine output: multiplier + shift; else a SeeDot shift */
+    int32_t out_zp, out_min, out_max;
     const int16_t *w1, *u1, *w2, *u2;
     const int32_t *bz1, *bh1, *bz2, *bh2; /* Q11, plus the sigmoid table offset (bh: 2 bh + offset) */
     const int16_t *sigmoid;               /* 4096 Q15 entries over [-8, 8) */

@@ -63,7 +63,20 @@ static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, i
     const int32_t oy = pix / p->out_w, ox = pix % p->out_w;
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
     int32_t k = 0;
-    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+    const int32_t inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 &&
+                           ix0 + (p->k_w - 1) * p->dil_w < p->in_w;
+    if (inside) { /* the whole window in the input: no bounds checks */
+        for (int32_t ky = 0; ky < p->k_h; ++ky) {
+            const int8_t *row = in + ((iy0 + ky * p->dil_h) * p->in_w + ix0) * p->in_c;
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int8_t *x = row + kx * p->dil_w * p->in_c;
+                for (int32_t ic = 0; ic < p->in_c; ++ic) {
+                    col[k++] = (int16_t)((int32_t)x[ic] - p->in_zp);
+                }
+            }
+        }
+    }
+    for (int32_t ky = 0; ky < p->k_h && !inside; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + kx * p->dil_w;
@@ -172,6 +185,10 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
 void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w_hwc, const int32_t *bias,
                           int8_t *out) {
     const int32_t mult = p->out_c / p->in_c;
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t zp16 = (uint32_t)(uint16_t)(int16_t)p->in_zp;
+    const int16x2_t zp2 = (int16x2_t)((zp16 << 16) | zp16);
+#endif
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         int32_t ky_lo, ky_hi;
@@ -191,10 +208,22 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                         for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
                             const int8_t *x = in + (iy * p->in_w + ix0 + kx * p->dil_w) * p->in_c + oc;
                             const int8_t *wk = w_hwc + (ky * p->k_w + kx) * p->out_c + oc;
+#if defined(__ARM_FEATURE_DSP)
+                            /* four channels from two words: x - zp exact in int16 lanes */
+                            const int32_t xv = tvc_load32(x), wv = tvc_load32(wk);
+                            const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);
+                            const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);
+                            const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
+                            a0 = __smlabb(x02, w02, a0);
+                            a2 = __smlatt(x02, w02, a2);
+                            a1 = __smlabb(x13, w13, a1);
+                            a3 = __smlatt(x13, w13, a3);
+#else
                             a0 += ((int32_t)x[0] - p->in_zp) * wk[0];
                             a1 += ((int32_t)x[1] - p->in_zp) * wk[1];
                             a2 += ((int32_t)x[2] - p->in_zp) * wk[2];
                             a3 += ((int32_t)x[3] - p->in_zp) * wk[3];
+#endif
                         }
                     }
                     y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a0, oc), p->act_min, p->act_max);

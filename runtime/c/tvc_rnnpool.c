@@ -206,7 +206,7 @@ static void tvc_project_s16(const int16_t *w, int32_t out, int32_t in, int32_t s
                 for (int32_t j = j0; j < pw; ++j) {                                                \
                     const T *x = patch + (i * p->in_w + j) * C;                                    \
                     for (int32_t c = 0; c < C; ++c) {                                              \
-                        xs[c] = (int16_t)x[c];                                                     \
+                        xs[c] = (int16_t)(x[c] - p->in_zp);                                        \
                     }                                                                              \
                     tvc_project_s16(p->w1, h1, C, p->shift_w1, xs, 0, 1, vw1 + (i * pw + j) * h1); \
                 }                                                                                  \
@@ -224,8 +224,10 @@ static void tvc_project_s16(const int16_t *w, int32_t out, int32_t in, int32_t s
                 const int32_t *first = vw2 + ((k < 2 ? 0 : ph) + ((k & 1) ? len - 1 : 0)) * h2;    \
                 tvc_fastgrnn(&rnn2, p->sigmoid, first, (k & 1) ? -h2 : h2, len, state, tmp);       \
                 for (int32_t u = 0; u < h2; ++u) {                                                 \
-                    y[k * h2 + u] = (T)tvc_clamp32(tvc_shift_round(state[u], p->out_shift),        \
-                                                   p->out_min, p->out_max);                        \
+                    const int64_t q = p->out_mult                                                  \
+                                          ? (int64_t)tvc_mbqm(state[u], p->out_mult, p->out_shift) + p->out_zp \
+                                          : tvc_shift_round(state[u], p->out_shift);              \
+                    y[k * h2 + u] = (T)tvc_clamp32(q, p->out_min, p->out_max);                     \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \

@@ -195,8 +195,9 @@ def face_scores(outs: list[np.ndarray]) -> np.ndarray:
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    noise = float(np.sum((ref.astype(np.float64) - got) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+    ref = ref.astype(np.float64)
+    noise = float(np.sum((ref - got) ** 2))
+    return float("inf") if noise == 0 else float(10 * np.log10(float(np.sum(ref**2)) / noise))
 
 
 def face_margins(outs: list[np.ndarray]) -> np.ndarray:

@@ -16,15 +16,17 @@ per pixel of the patch (and W2 r once per summary for RNN2's forward and backwar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import pow2_exp
+from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
-from compiler.quant.fixedpoint import INT32_MAX, QRANGE
+from compiler.quant.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
 from compiler.quant.seedot import shift_round
 
 RNNPOOL_ATTRS = {
@@ -234,49 +236,64 @@ def _fastgrnn_int(
     return h
 
 
-def rnnpool_shifts(x_exp: int, w_exps: list[int], state_exps: list[int]) -> dict[str, int]:
-    """Rounding shifts that bring each exact product sum to Q11, and coef*c (Q30) to the state."""
-    e_w1, e_u1, e_w2, e_u2 = w_exps
-    e_h1, e_h2 = state_exps
-    return {
-        "w1": -PRE_BITS - (e_w1 + x_exp),
+@dataclass(frozen=True)
+class RnnpoolFormats:
+    """Everything the integer RNNPool needs beyond its weights, for kernels and interpreter.
+
+    shifts: rounding shifts of each exact product sum to Q11 and of coef * c (Q30) to each
+    state. A TFLite-affine input is read as (x - in_zp), its scale folded into W1 by the
+    quantizer (W1's integers are in units of 2^e_W1 / s_x); an affine output takes the
+    multiplier `out_mult` (value, shift) from RNN2's state and adds `out_zp`, a power-of-two
+    one a rounding shift by `out_shift`."""
+
+    shifts: dict[str, int]
+    in_zp: int = 0
+    out_mult: tuple[int, int] | None = None
+    out_shift: int = 0
+    out_zp: int = 0
+
+
+def rnnpool_formats(node: Node, ins: list[Tensor], outs: list[Tensor]) -> RnnpoolFormats:
+    """The formats of a quantized node, checked: shifts that right-shift, int16 constant
+    weights whose row sums cannot overflow an int32 accumulator, Q11 int32 biases."""
+    state = [int(e) for e in node.attrs["state_exps"]]  # type: ignore[union-attr]
+    w_exps = [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
+    if len(state) != 2 or None in w_exps or ins[0].qparams is None or outs[0].qparams is None:
+        raise IRError(
+            f"rnnpool {node.label}: not quantized for RNNPool (int16 weights at power-of-two "
+            "exponents, state formats); quantize the model with tvc"
+        )
+    e_w1, e_u1, e_w2, e_u2 = (int(e) for e in w_exps)  # type: ignore[arg-type]
+    e_h1, e_h2 = state
+    shifts = {
         "u1": -PRE_BITS - (e_u1 + e_h1),
         "w2": -PRE_BITS - (e_w2 + e_h1),
         "u2": -PRE_BITS - (e_u2 + e_h2),
         "c1": 30 + e_h1,
         "c2": 30 + e_h2,
     }
-
-
-def rnnpool_exps(node: Node, ins: list[Tensor]) -> tuple[int, list[int], list[int]]:
-    """(input exponent, [W1, U1, W2, U2] exponents, state exponents) of a quantized node."""
-    e_x = pow2_exp(ins[0])
-    state_exps = list(node.attrs["state_exps"])  # type: ignore[call-overload]
-    if (
-        e_x is not None
-        and len(state_exps) == 2
-        and None not in [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
-    ):
-        ws = [int(pow2_exp(ins[k])) for k in (1, 2, 5, 6)]  # type: ignore[arg-type]
-        shifts = rnnpool_shifts(int(e_x), ws, state_exps)
-        bad = {k: v for k, v in shifts.items() if v < (2 if k.startswith("c") else 1)}
-        if bad:
-            raise IRError(
-                f"rnnpool {node.label}: fixed-point formats need right shifts, got {bad}; "
-                "give the states or weights more fractional bits"
-            )
-    w_exps = [pow2_exp(ins[k]) for k in (1, 2, 5, 6)]
-    state = list(node.attrs["state_exps"])  # type: ignore[call-overload]
-    if e_x is None or None in w_exps or len(state) != 2:
+    e_x, e_y = pow2_exp(ins[0]), pow2_exp(outs[0])
+    fmt: dict[str, object] = {}
+    shifts["w1"] = -PRE_BITS - (e_w1 + (0 if e_x is None else e_x))
+    if e_x is None:
+        fmt["in_zp"] = scale_zp(ins[0])[1]
+    if e_y is not None:
+        fmt["out_shift"] = e_y - e_h2
+    else:
+        s_y, z_y = scale_zp(outs[0])
+        fmt.update(out_zp=z_y, out_mult=quantize_multiplier(2.0**e_h2 / s_y))
+    bad = {k: v for k, v in shifts.items() if v < (2 if k.startswith("c") else 1)}
+    if bad:
         raise IRError(
-            f"rnnpool {node.label}: runs in power-of-two fixed point (int16 states); "
-            "quantize the model with --quant seedot"
+            f"rnnpool {node.label}: fixed-point formats need right shifts, got {bad}; "
+            "give the states or weights more fractional bits"
         )
     for k in (3, 4, 7, 8):
         if pow2_exp(ins[k]) != -PRE_BITS or ins[k].dtype != "i32":
             raise IRError(f"rnnpool {node.label}: biases must be int32 in Q{PRE_BITS}")
+    lo, _ = QRANGE[ins[0].dtype]
     for k in (1, 2, 5, 6):  # the kernel accumulates in int32: no sum may overflow
-        x_max = 128 if k == 1 and ins[0].dtype == "i8" else 32768
+        x_max = abs(lo) + abs(int(fmt.get("in_zp", 0))) if k == 1 else 32768  # type: ignore[call-overload]
         w = ins[k].data
         if w is None or ins[k].dtype != "i16":
             raise IRError(f"rnnpool {node.label}: {WEIGHTS[k - 1]} must be constant int16")
@@ -285,7 +302,7 @@ def rnnpool_exps(node: Node, ins: list[Tensor]) -> tuple[int, list[int], list[in
                 f"rnnpool {node.label}: {WEIGHTS[k - 1]} row sums could overflow the int32 "
                 "accumulator; quantize with a larger exponent"
             )
-    return int(e_x), [int(e) for e in w_exps], [int(e) for e in state]  # type: ignore[arg-type]
+    return RnnpoolFormats(shifts, **fmt)  # type: ignore[arg-type]
 
 
 @int_ref("rnnpool")
@@ -295,12 +312,14 @@ def rnnpool_int(
     a = node.attrs
     if a["layout"] != "NHWC":
         raise IRError(f"rnnpool {node.label}: integer RNNPool runs on NHWC data")
-    e_x, w_exps, (e_h1, e_h2) = rnnpool_exps(node, ins)
-    sh = rnnpool_shifts(e_x, w_exps, [e_h1, e_h2])
+    f = rnnpool_formats(node, ins, outs)
+    sh = f.shifts
+    e_h1, e_h2 = (int(e) for e in a["state_exps"])  # type: ignore[union-attr]
     w1, u1, bz1, bh1, w2, u2, bz2, bh2 = (v.astype(np.int64) for v in x[1:])
     _, h, wd, _ = x[0].shape
     oh, ow = rnnpool_out_hw(node, h, wd)
-    win = windows(x[0].astype(np.int64), a["patch"], a["stride"], [1, 1], (oh, ow))  # type: ignore[arg-type]
+    xz = x[0].astype(np.int64) - f.in_zp
+    win = windows(xz, a["patch"], a["stride"], [1, 1], (oh, ow))  # type: ignore[arg-type]
     vw = _pre(np.einsum("noqcij,hc->ijnoqh", win, w1), sh["w1"])
     z1, n1 = q15(float(a["zeta1"])), q15(float(a["nu1"]))  # type: ignore[arg-type]
     z2, n2 = q15(float(a["zeta2"])), q15(float(a["nu2"]))  # type: ignore[arg-type]
@@ -312,7 +331,9 @@ def rnnpool_int(
         for rev in (False, True)
     ]
     y = np.concatenate(out, axis=-1)
-    e_y = pow2_exp(outs[0])
     lo, hi = QRANGE[outs[0].dtype]
-    y = np.clip(shift_round(y, int(e_y) - e_h2), lo, hi)  # type: ignore[arg-type]
+    if f.out_mult is None:
+        y = np.clip(shift_round(y, f.out_shift), lo, hi)
+    else:
+        y = np.clip(mbqm(y, *f.out_mult) + f.out_zp, lo, hi)
     return [y.astype(DTYPES[outs[0].dtype])]

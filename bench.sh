@@ -7,4 +7,5 @@ mkdir -p benchmarks/results
 .venv/bin/python -m pytest benchmarks -q -p no:randomly \
     --benchmark-json benchmarks/results/quantize.json --benchmark-columns=min,mean,max,rounds "$@"
 .venv/bin/python benchmarks/bench_fit.py
+.venv/bin/python benchmarks/bench_face.py
 .venv/bin/python benchmarks/bench_kernels.py   # needs CMSIS_NN_ROOT

@@ -80,7 +80,7 @@ def evaluate(paths: dict[str, Path], out: Path) -> dict[str, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=200, help="training steps of the detector")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the detector")
     p.add_argument("--work", type=Path, default=ROOT / "build" / "bench-face")
     a = p.parse_args()
     paths = face.build(a.work, steps=a.steps, seed=0)

@@ -4,8 +4,10 @@ The contract is ../shared/RNNPOOL.md. The float reference is vectorized over eve
 the integer reference is the arithmetic of runtime/c/tvc_rnnpool.c step for step:
 
 - weights int16 at power-of-two exponents, hidden states int16 at e_h1 / e_h2 (`state_exps`),
-  biases int32 in Q11 (the pre-activation format);
-- W x and U h accumulate exactly (int64), each is rounded once to Q11, and the biases are added;
+  biases int32 in Q11 (the pre-activation format); the input and output are int8 or int16,
+  power-of-two or TFLite-affine (an affine input's scale is folded into W1 by the quantizer);
+- W x and U h accumulate exactly in int32 (the quantizer bounds every weight row's L1 norm),
+  each is rounded once to Q11 and saturated to 25 bits, and the biases are added;
 - sigmoid and tanh read one 4096-entry Q15 sigmoid table over [-8, 8) (tanh v = 2 sigmoid(2v)
   - 1), nearest entry: <= 5e-4 / 1e-3 absolute error, four instructions each on a Cortex-M4;
 - h = z h + (zeta (1 - z) + nu) c with z, c, zeta, nu in Q15, each product rounded once.

@@ -65,18 +65,17 @@ static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, i
     int32_t k = 0;
     const int32_t inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 &&
                            ix0 + (p->k_w - 1) * p->dil_w < p->in_w;
-    if (inside) { /* the whole window in the input: no bounds checks */
+    if (inside && p->dil_w == 1) { /* the whole window in the input: contiguous rows */
+        const int32_t run = p->k_w * p->in_c;
         for (int32_t ky = 0; ky < p->k_h; ++ky) {
             const int8_t *row = in + ((iy0 + ky * p->dil_h) * p->in_w + ix0) * p->in_c;
-            for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                const int8_t *x = row + kx * p->dil_w * p->in_c;
-                for (int32_t ic = 0; ic < p->in_c; ++ic) {
-                    col[k++] = (int16_t)((int32_t)x[ic] - p->in_zp);
-                }
+            for (int32_t j = 0; j < run; ++j) {
+                col[k + j] = (int16_t)((int32_t)row[j] - p->in_zp);
             }
+            k += run;
         }
     }
-    for (int32_t ky = 0; ky < p->k_h && !inside; ++ky) {
+    for (int32_t ky = 0; ky < p->k_h && !(inside && p->dil_w == 1); ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         for (int32_t kx = 0; kx < p->k_w; ++kx) {
             const int32_t ix = ix0 + kx * p->dil_w;

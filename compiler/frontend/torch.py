@@ -47,16 +47,24 @@ class _RNNPoolOp(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, w1, u1, bz1, bh1, w2, u2, bz2, bh2, ph, pw, sh, sw, z1, n1, z2, n2):  # type: ignore[no-untyped-def]
-        return g.op(
+        h2 = w2.type().sizes()[0]
+        y = g.op(
             f"{DOMAIN}::{OP}",
             x, w1, u1, bz1, bh1, w2, u2, bz2, bh2,
             patch_size_i=[ph, pw],
             strides_i=[sh, sw],
             hidden_size_1_i=w1.type().sizes()[0],
-            hidden_size_2_i=w2.type().sizes()[0],
+            hidden_size_2_i=h2,
             cell_s="FastGRNN",
             zeta_1_f=z1, nu_1_f=n1, zeta_2_f=z2, nu_2_f=n2,
         )  # fmt: skip
+        from torch.onnx import symbolic_helper
+
+        sizes = symbolic_helper._get_tensor_sizes(x)  # the output's type: inference goes on
+        if sizes is not None and len(sizes) == 4 and None not in sizes[2:]:
+            n, _, hgt, wid = sizes
+            y.setType(x.type().with_sizes([n, 4 * h2, (hgt - ph) // sh + 1, (wid - pw) // sw + 1]))
+        return y
 
 
 def rnnpool_forward(

@@ -149,8 +149,10 @@ def export_onnx(
     path: str | Path,
     output_names: list[str] | None = None,
     opset: int = 17,
+    with_function: bool = True,
 ) -> Path:
-    """torch.onnx.export (TorchScript exporter) plus the model-local tvc::RNNPool function."""
+    """torch.onnx.export (TorchScript exporter) plus the model-local tvc::RNNPool function
+    (without it, tvc still imports the file; onnxruntime then cannot run it)."""
     path = Path(path)
     model = model.eval()
     with torch.no_grad():
@@ -171,9 +173,10 @@ def export_onnx(
             dynamo=False,
             do_constant_folding=False,
         )
-    m = onnx.load(str(path))
-    add_rnnpool_function(m, opset)
-    onnx.save(m, str(path))
+    if with_function:
+        m = onnx.load(str(path))
+        add_rnnpool_function(m, opset)
+        onnx.save(m, str(path))
     return path
 
 
@@ -192,7 +195,8 @@ def add_rnnpool_function(model: onnx.ModelProto, opset: int = 17) -> None:
     if len(keys) > 1:
         raise ValueError(
             "RNNPool nodes with different attributes or input sizes in one model: the ONNX "
-            "function body is unrolled for one geometry"
+            "function body is unrolled for one geometry; export with with_function=False (tvc "
+            "imports the nodes without it, onnxruntime cannot run the file then)"
         )
     body = _function_body(_attrs(nodes[0]), shapes[nodes[0].name])
     fn = helper.make_function(

@@ -116,6 +116,41 @@ static inline int32_t tvc_tail(const int8_t *w, const int16_t *col, int32_t from
     return acc;
 }
 
+#if defined(__GNUC__)
+#define TVC_NOINLINE __attribute__((noinline))
+#else
+#define TVC_NOINLINE
+#endif
+
+/* the 2x2 block's dot products over k < K4: kept out of line so that its registers hold the
+ * four sums, four pointers and the words in flight without spilling to the stack */
+static TVC_NOINLINE void tvc_mac_2x2(const int8_t *w0, const int8_t *w1, const int16_t *col_a,
+                                     const int16_t *col_b, int32_t K4, int32_t *acc) {
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    const int16_t *const end = col_a + K4;
+    while (col_a < end) {
+        const int16x2_t ca02 = tvc_load32(col_a), ca13 = tvc_load32(col_a + 2);
+        const int16x2_t cb02 = tvc_load32(col_b), cb13 = tvc_load32(col_b + 2);
+        col_a += 4;
+        col_b += 4;
+        int32_t wv = tvc_load32(w0);
+        w0 += 4;
+        int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
+        a00 = __smlad(w02, ca02, __smlad(w13, ca13, a00));
+        a01 = __smlad(w02, cb02, __smlad(w13, cb13, a01));
+        wv = tvc_load32(w1);
+        w1 += 4;
+        w02 = __sxtb16(wv);
+        w13 = __sxtb16(tvc_ror8(wv));
+        a10 = __smlad(w02, ca02, __smlad(w13, ca13, a10));
+        a11 = __smlad(w02, cb02, __smlad(w13, cb13, a11));
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
 /* groups == 1 on DSP cores: im2col two output pixels, then two output channels at a time:
  * 16 MACs per eight SMLADs on registers shared across the 2x2 block */
 static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
@@ -137,17 +172,12 @@ static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_
             const int8_t *w0 = w + oc * K, *w1 = pair ? w0 + K : w0;
             int32_t a00 = bias ? bias[oc] : 0, a10 = pair && bias ? bias[oc + 1] : 0;
             int32_t a01 = a00, a11 = a10;
-            for (int32_t k = 0; k < K4; k += 4) {
-                const int32_t wa = tvc_load32(w0 + k), wb = tvc_load32(w1 + k);
-                const int16x2_t wa02 = __sxtb16(wa), wa13 = __sxtb16(tvc_ror8(wa));
-                const int16x2_t wb02 = __sxtb16(wb), wb13 = __sxtb16(tvc_ror8(wb));
-                const int16x2_t ca02 = tvc_load32(col_a + k), ca13 = tvc_load32(col_a + k + 2);
-                const int16x2_t cb02 = tvc_load32(col_b + k), cb13 = tvc_load32(col_b + k + 2);
-                a00 = __smlad(wa02, ca02, __smlad(wa13, ca13, a00));
-                a01 = __smlad(wa02, cb02, __smlad(wa13, cb13, a01));
-                a10 = __smlad(wb02, ca02, __smlad(wb13, ca13, a10));
-                a11 = __smlad(wb02, cb02, __smlad(wb13, cb13, a11));
-            }
+            int32_t acc[4] = {a00, a01, a10, a11};
+            tvc_mac_2x2(w0, w1, col_a, col_b, K4, acc);
+            a00 = acc[0];
+            a01 = acc[1];
+            a10 = acc[2];
+            a11 = acc[3];
             a00 = tvc_tail(w0, col_a, K4, K, a00);
             a01 = tvc_tail(w0, col_b, K4, K, a01);
             a10 = tvc_tail(w1, col_a, K4, K, a10);

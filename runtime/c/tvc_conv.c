@@ -2,6 +2,13 @@
  * with a multiplier also has a channel-vectorized kernel on [KH][KW][C_out] weights. */
 #include "tvc_common.h"
 
+/* hot loops kept out of line, so that their registers are not shared with the caller's */
+#if defined(__GNUC__)
+#define TVC_NOINLINE __attribute__((noinline))
+#else
+#define TVC_NOINLINE
+#endif
+
 /* int8 kernels' int32 accumulators: the same rounding without 64-bit shifts (SeeDot's right
  * shift as floor((floor(acc / 2^(s-1)) + 1) / 2), which cannot overflow) */
 static inline int64_t tvc_conv_requant_s8(const tvc_conv_t *p, int32_t acc, int32_t oc) {
@@ -10,6 +17,29 @@ static inline int64_t tvc_conv_requant_s8(const tvc_conv_t *p, int32_t acc, int3
     }
     const int32_t s = p->shift[0];
     return s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_shift_round(acc, s);
+}
+
+/* the requantization parameters in locals: int8 stores may alias anything, so reading them
+ * through p after each store would reload every field */
+typedef struct {
+    int32_t kind, out_zp, lo, hi;
+    const int32_t *mult, *shift;
+} tvc_rq_t;
+
+static inline tvc_rq_t tvc_rq_of(const tvc_conv_t *p) {
+    const tvc_rq_t r = {p->requant, p->out_zp, p->act_min, p->act_max, p->mult, p->shift};
+    return r;
+}
+
+static inline int8_t tvc_rq_s8(const tvc_rq_t r, int32_t acc, int32_t oc) {
+    int64_t v;
+    if (r.kind == TVC_RQ_MULT) {
+        v = (int64_t)tvc_mbqm(acc, r.mult[oc], r.shift[oc]) + r.out_zp;
+    } else {
+        const int32_t s = r.shift[0];
+        v = s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_shift_round(acc, s);
+    }
+    return (int8_t)tvc_clamp32(v, r.lo, r.hi);
 }
 
 static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t oc) {
@@ -116,12 +146,6 @@ static inline int32_t tvc_tail(const int8_t *w, const int16_t *col, int32_t from
     return acc;
 }
 
-#if defined(__GNUC__)
-#define TVC_NOINLINE __attribute__((noinline))
-#else
-#define TVC_NOINLINE
-#endif
-
 /* the 2x2 block's dot products over k < K4: kept out of line so that its registers hold the
  * four sums, four pointers and the words in flight without spilling to the stack */
 static TVC_NOINLINE void tvc_mac_2x2(const int8_t *w0, const int8_t *w1, const int16_t *col_a,
@@ -159,6 +183,7 @@ static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_
     const int32_t K4 = K & ~3;
     const int32_t stride = (K + 3) & ~3;
     int16_t *col_a = scratch, *col_b = scratch + stride;
+    const tvc_rq_t rq = tvc_rq_of(p);
     const int32_t pixels = p->out_h * p->out_w;
     for (int32_t pix = 0; pix < pixels; pix += 2) {
         const int32_t two = pix + 1 < pixels;
@@ -182,14 +207,16 @@ static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_
             a01 = tvc_tail(w0, col_b, K4, K, a01);
             a10 = tvc_tail(w1, col_a, K4, K, a10);
             a11 = tvc_tail(w1, col_b, K4, K, a11);
-            ya[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a00, oc), p->act_min, p->act_max);
+            const int8_t r00 = tvc_rq_s8(rq, a00, oc), r01 = tvc_rq_s8(rq, a01, oc);
+            const int8_t r10 = tvc_rq_s8(rq, a10, oc + 1), r11 = tvc_rq_s8(rq, a11, oc + 1);
+            ya[oc] = r00;
             if (pair) {
-                ya[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a10, oc + 1), p->act_min, p->act_max);
+                ya[oc + 1] = r10;
             }
             if (two) {
-                yb[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a01, oc), p->act_min, p->act_max);
+                yb[oc] = r01;
                 if (pair) {
-                    yb[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a11, oc + 1), p->act_min, p->act_max);
+                    yb[oc + 1] = r11;
                 }
             }
         }
@@ -209,15 +236,54 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
     TVC_CONV_LOOPS(int8_t, int32_t, TVC_CONV_DOT_S8)
 }
 
+typedef struct {
+    int32_t x_row, x_col, w_row, w_col, zp; /* strides between taps, in bytes */
+} tvc_dw_steps_t;
+
+/* four channels' sums over a window of taps (x, w at the first valid tap), out of line so that
+ * the loop keeps its pointers and sums in registers */
+static TVC_NOINLINE void tvc_dw4_taps(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,
+                                      const tvc_dw_steps_t *st, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#if defined(__ARM_FEATURE_DSP)
+    const uint32_t zp16 = (uint32_t)(uint16_t)(int16_t)st->zp;
+    const int16x2_t zp2 = (int16x2_t)((zp16 << 16) | zp16);
+#endif
+    for (int32_t r = 0; r < rows; ++r, x += st->x_row, w += st->w_row) {
+        const int8_t *xc = x, *wc = w;
+        for (int32_t c = 0; c < cols; ++c, xc += st->x_col, wc += st->w_col) {
+#if defined(__ARM_FEATURE_DSP)
+            /* four channels from two words: x - zp exact in int16 lanes */
+            const int32_t xv = tvc_load32(xc), wv = tvc_load32(wc);
+            const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);
+            const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);
+            const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
+            a0 = __smlabb(x02, w02, a0);
+            a2 = __smlatt(x02, w02, a2);
+            a1 = __smlabb(x13, w13, a1);
+            a3 = __smlatt(x13, w13, a3);
+#else
+            a0 += ((int32_t)xc[0] - st->zp) * wc[0];
+            a1 += ((int32_t)xc[1] - st->zp) * wc[1];
+            a2 += ((int32_t)xc[2] - st->zp) * wc[2];
+            a3 += ((int32_t)xc[3] - st->zp) * wc[3];
+#endif
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 /* depthwise: out channel oc reads input channel oc / mult; weights [KH][KW][C_out] so that a
  * run of output channels reads contiguous weights; four channels accumulate in registers */
 void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w_hwc, const int32_t *bias,
                           int8_t *out) {
     const int32_t mult = p->out_c / p->in_c;
-#if defined(__ARM_FEATURE_DSP)
-    const uint32_t zp16 = (uint32_t)(uint16_t)(int16_t)p->in_zp;
-    const int16x2_t zp2 = (int16x2_t)((zp16 << 16) | zp16);
-#endif
+    const tvc_rq_t rq = tvc_rq_of(p);
+    const tvc_dw_steps_t taps = {p->dil_h * p->in_w * p->in_c, p->dil_w * p->in_c, p->k_w * p->out_c, p->out_c,
+                                 p->in_zp};
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         int32_t ky_lo, ky_hi;
@@ -229,36 +295,18 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
             int8_t *y = out + (oy * p->out_w + ox) * p->out_c;
             int32_t oc = 0;
             if (mult == 1) {
+                const int8_t *x0 = in + ((iy0 + ky_lo * p->dil_h) * p->in_w + ix0 + kx_lo * p->dil_w) * p->in_c;
+                const int8_t *w0 = w_hwc + (ky_lo * p->k_w + kx_lo) * p->out_c;
                 for (; oc + 4 <= p->out_c; oc += 4) {
-                    int32_t a0 = bias ? bias[oc] : 0, a1 = bias ? bias[oc + 1] : 0;
-                    int32_t a2 = bias ? bias[oc + 2] : 0, a3 = bias ? bias[oc + 3] : 0;
-                    for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
-                        const int32_t iy = iy0 + ky * p->dil_h;
-                        for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
-                            const int8_t *x = in + (iy * p->in_w + ix0 + kx * p->dil_w) * p->in_c + oc;
-                            const int8_t *wk = w_hwc + (ky * p->k_w + kx) * p->out_c + oc;
-#if defined(__ARM_FEATURE_DSP)
-                            /* four channels from two words: x - zp exact in int16 lanes */
-                            const int32_t xv = tvc_load32(x), wv = tvc_load32(wk);
-                            const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);
-                            const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);
-                            const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
-                            a0 = __smlabb(x02, w02, a0);
-                            a2 = __smlatt(x02, w02, a2);
-                            a1 = __smlabb(x13, w13, a1);
-                            a3 = __smlatt(x13, w13, a3);
-#else
-                            a0 += ((int32_t)x[0] - p->in_zp) * wk[0];
-                            a1 += ((int32_t)x[1] - p->in_zp) * wk[1];
-                            a2 += ((int32_t)x[2] - p->in_zp) * wk[2];
-                            a3 += ((int32_t)x[3] - p->in_zp) * wk[3];
-#endif
-                        }
-                    }
-                    y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a0, oc), p->act_min, p->act_max);
-                    y[oc + 1] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a1, oc + 1), p->act_min, p->act_max);
-                    y[oc + 2] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a2, oc + 2), p->act_min, p->act_max);
-                    y[oc + 3] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, a3, oc + 3), p->act_min, p->act_max);
+                    int32_t a[4] = {bias ? bias[oc] : 0, bias ? bias[oc + 1] : 0, bias ? bias[oc + 2] : 0,
+                                    bias ? bias[oc + 3] : 0};
+                    tvc_dw4_taps(x0 + oc, w0 + oc, ky_hi - ky_lo, kx_hi - kx_lo, &taps, a);
+                    const int8_t r0 = tvc_rq_s8(rq, a[0], oc), r1 = tvc_rq_s8(rq, a[1], oc + 1);
+                    const int8_t r2 = tvc_rq_s8(rq, a[2], oc + 2), r3 = tvc_rq_s8(rq, a[3], oc + 3);
+                    y[oc] = r0;
+                    y[oc + 1] = r1;
+                    y[oc + 2] = r2;
+                    y[oc + 3] = r3;
                 }
             }
             for (; oc < p->out_c; ++oc) {

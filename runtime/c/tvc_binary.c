@@ -36,7 +36,31 @@ static inline int32_t tvc_mul_one(const tvc_binary_t *p, int32_t a, int32_t b) {
         }                                                                                      \
     }
 
-void TVC_FN(add_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out) { TVC_BINARY_BODY(int8_t, tvc_add_one) }
+/* TFLite int8 Add on same-shape inputs: parameters in locals (int8 stores alias everything) */
+static void tvc_add_s8_flat(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+    const int32_t z1 = p->in1_zp, z2 = p->in2_zp, ls = p->left_shift, sign2 = p->sign2;
+    const int32_t m1 = p->mult1, s1 = -p->shift1, m2 = p->mult2, s2 = -p->shift2;
+    const int32_t mo = p->mult_out, so = -p->shift_out, zo = p->out_zp, lo = p->act_min, hi = p->act_max;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t v1 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(a[i] - z1) << ls), m1), s1);
+        const int32_t v2 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(b[i] - z2) << ls), m2), s2);
+        const int32_t v = tvc_rdbpot(tvc_srdhm_pos(v1 + sign2 * v2, mo), so) + zo;
+        out[i] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+    }
+}
+
+void TVC_FN(add_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    int32_t n = 1, flat = p->requant == TVC_RQ_MULT;
+    for (int32_t k = TVC_MAX_DIMS - 1; k >= 0; --k) { /* both inputs dense, no broadcast */
+        flat = flat && p->stride1[k] == n && p->stride2[k] == n;
+        n *= p->dims[k];
+    }
+    if (flat) {
+        tvc_add_s8_flat(p, a, b, out, n);
+        return;
+    }
+    TVC_BINARY_BODY(int8_t, tvc_add_one)
+}
 void TVC_FN(add_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out) { TVC_BINARY_BODY(int16_t, tvc_add_one) }
 void TVC_FN(mul_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out) { TVC_BINARY_BODY(int8_t, tvc_mul_one) }
 void TVC_FN(mul_s16)(const tvc_binary_t *p, const int16_t *a, const int16_t *b, int16_t *out) { TVC_BINARY_BODY(int16_t, tvc_mul_one) }

@@ -64,11 +64,18 @@ static inline int32_t tvc_rdbpot(int32_t x, int e) {
     return (x >> e) + (remainder > threshold ? 1 : 0);
 }
 
+/* SRDHM by a multiplier that is never negative (TFLite's are in [2^30, 2^31) or 0): its one
+ * overflow, both operands INT32_MIN, cannot occur */
+static inline int32_t tvc_srdhm_pos(int32_t a, int32_t mult) {
+    const int64_t ab = (int64_t)a * (int64_t)mult;
+    return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+}
+
 /* TFLite MultiplyByQuantizedMultiplier (double rounding) */
 static inline int32_t tvc_mbqm(int32_t x, int32_t mult, int32_t shift) {
     int left = shift > 0 ? (int)shift : 0;
     int right = shift > 0 ? 0 : (int)-shift;
-    return tvc_rdbpot(tvc_srdhm((int32_t)((uint32_t)x << left), mult), right);
+    return tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)x << left), mult), right);
 }
 
 /* SeeDot: v * 2^-shift, rounding half up for right shifts */

@@ -31,15 +31,16 @@ static inline tvc_rq_t tvc_rq_of(const tvc_conv_t *p) {
     return r;
 }
 
+/* in int32 throughout, as TFLite's kernels compute it (mbqm + zero point, then the clamp) */
 static inline int8_t tvc_rq_s8(const tvc_rq_t r, int32_t acc, int32_t oc) {
-    int64_t v;
+    int32_t v;
     if (r.kind == TVC_RQ_MULT) {
-        v = (int64_t)tvc_mbqm(acc, r.mult[oc], r.shift[oc]) + r.out_zp;
+        v = tvc_mbqm(acc, r.mult[oc], r.shift[oc]) + r.out_zp;
     } else {
         const int32_t s = r.shift[0];
-        v = s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_shift_round(acc, s);
+        v = s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_clamp32(tvc_shift_round(acc, s), INT32_MIN, INT32_MAX);
     }
-    return (int8_t)tvc_clamp32(v, r.lo, r.hi);
+    return (int8_t)(v < r.lo ? r.lo : (v > r.hi ? r.hi : v));
 }
 
 static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t oc) {
@@ -249,19 +250,34 @@ static TVC_NOINLINE void tvc_dw4_taps(const int8_t *x, const int8_t *w, int32_t 
     const uint32_t zp16 = (uint32_t)(uint16_t)(int16_t)st->zp;
     const int16x2_t zp2 = (int16x2_t)((zp16 << 16) | zp16);
 #endif
+#if defined(__ARM_FEATURE_DSP)
+/* four channels from two words: x - zp exact in int16 lanes */
+#define TVC_DW4_TAP(XP, WP)                                                          \
+    do {                                                                             \
+        const int32_t xv = tvc_load32(XP), wv = tvc_load32(WP);                      \
+        const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);                           \
+        const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);                 \
+        const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));            \
+        a0 = __smlabb(x02, w02, a0);                                                 \
+        a2 = __smlatt(x02, w02, a2);                                                 \
+        a1 = __smlabb(x13, w13, a1);                                                 \
+        a3 = __smlatt(x13, w13, a3);                                                 \
+    } while (0)
+    if (rows == 3 && cols == 3) { /* the whole 3x3 window: straight-line taps */
+        const int32_t xc = st->x_col, wc = st->w_col;
+        for (int32_t r = 0; r < 3; ++r, x += st->x_row, w += st->w_row) {
+            TVC_DW4_TAP(x, w);
+            TVC_DW4_TAP(x + xc, w + wc);
+            TVC_DW4_TAP(x + 2 * xc, w + 2 * wc);
+        }
+        rows = 0;
+    }
+#endif
     for (int32_t r = 0; r < rows; ++r, x += st->x_row, w += st->w_row) {
         const int8_t *xc = x, *wc = w;
         for (int32_t c = 0; c < cols; ++c, xc += st->x_col, wc += st->w_col) {
 #if defined(__ARM_FEATURE_DSP)
-            /* four channels from two words: x - zp exact in int16 lanes */
-            const int32_t xv = tvc_load32(xc), wv = tvc_load32(wc);
-            const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);
-            const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);
-            const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
-            a0 = __smlabb(x02, w02, a0);
-            a2 = __smlatt(x02, w02, a2);
-            a1 = __smlabb(x13, w13, a1);
-            a3 = __smlatt(x13, w13, a3);
+            TVC_DW4_TAP(xc, wc);
 #else
             a0 += ((int32_t)xc[0] - st->zp) * wc[0];
             a1 += ((int32_t)xc[1] - st->zp) * wc[1];

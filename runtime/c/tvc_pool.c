@@ -1,9 +1,37 @@
 /* Max / average pooling over H, W (NHWC), and the mean over H, W (global average). */
 #include "tvc_common.h"
 
+#define TVC_MIN(T) ((int32_t)(sizeof(T) == 1 ? INT8_MIN : INT16_MIN))
+#define TVC_MAX(T) ((int32_t)(sizeof(T) == 1 ? INT8_MAX : INT16_MAX))
+
+static inline void tvc_running_max_s16(const int16_t *x, int16_t *y, int32_t n) {
+    for (int32_t c = 0; c < n; ++c) {
+        y[c] = x[c] > y[c] ? x[c] : y[c];
+    }
+}
+
+/* y = max(x, y) per byte; on DSP cores four at a time (SSUB8 sets the lanes' GE flags, SEL
+ * picks by them) */
+static inline void tvc_running_max_s8(const int8_t *x, int8_t *y, int32_t n) {
+    int32_t c = 0;
+#if defined(__ARM_FEATURE_DSP)
+    for (; c + 4 <= n; c += 4) {
+        int8x4_t xv, yv;
+        memcpy(&xv, x + c, 4);
+        memcpy(&yv, y + c, 4);
+        (void)__ssub8(xv, yv);
+        yv = (int8x4_t)__sel((uint8x4_t)xv, (uint8x4_t)yv);
+        memcpy(y + c, &yv, 4);
+    }
+#endif
+    for (; c < n; ++c) {
+        y[c] = x[c] > y[c] ? x[c] : y[c];
+    }
+}
+
 /* per output pixel: the channel row of the first in-bounds tap, then contiguous per-channel
  * maxima over the others (no bounds checks inside the channel loop) */
-#define TVC_MAX_POOL_BODY(T)                                                                   \
+#define TVC_MAX_POOL_BODY(T, RUNNING_MAX)                                                                   \
     for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                \
         const int32_t iy0 = oy * p->stride_h - p->pad_t;                                       \
         int32_t ky_lo, ky_hi;                                                                  \
@@ -22,13 +50,13 @@
                         first = 0;                                                             \
                         continue;                                                              \
                     }                                                                          \
-                    for (int32_t c = 0; c < p->c; ++c) {                                       \
-                        y[c] = x[c] > y[c] ? x[c] : y[c];                                      \
-                    }                                                                          \
+                    RUNNING_MAX(x, y, p->c);                                                   \
                 }                                                                              \
             }                                                                                  \
-            for (int32_t c = 0; c < p->c; ++c) {                                               \
-                y[c] = first ? (T)p->act_min : (T)tvc_clamp32(y[c], p->act_min, p->act_max);   \
+            if (first || p->act_min > TVC_MIN(T) || p->act_max < TVC_MAX(T)) {                 \
+                for (int32_t c = 0; c < p->c; ++c) {                                           \
+                    y[c] = first ? (T)p->act_min : (T)tvc_clamp32(y[c], p->act_min, p->act_max); \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
     }
@@ -75,8 +103,8 @@
         }                                                                                      \
     }
 
-void TVC_FN(max_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out) { TVC_MAX_POOL_BODY(int8_t) }
-void TVC_FN(max_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out) { TVC_MAX_POOL_BODY(int16_t) }
+void TVC_FN(max_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out) { TVC_MAX_POOL_BODY(int8_t, tvc_running_max_s8) }
+void TVC_FN(max_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out) { TVC_MAX_POOL_BODY(int16_t, tvc_running_max_s16) }
 void TVC_FN(avg_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out) { TVC_AVG_POOL_BODY(int8_t) }
 void TVC_FN(avg_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out) { TVC_AVG_POOL_BODY(int16_t) }
 void TVC_FN(mean_hw_s8)(const tvc_mean_t *p, const int8_t *in, int8_t *out) { TVC_MEAN_BODY(int8_t) }

@@ -9,8 +9,6 @@ best agreement with the float model. Data-movement ops and pools share exponents
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from compiler.errors import ModelError, UsageError
@@ -21,17 +19,10 @@ from compiler.passes.quantize_affine import shared_groups
 from compiler.quant.calibrate import Range, observe_ranges
 from compiler.quant.fixedpoint import round_half_away_array
 from compiler.quant.rnnpool import quantize_rnnpool_weights, rnnpool_state_ranges
-from compiler.quant.seedot import quantize_pow2
+from compiler.quant.seedot import exp_for, quantize_pow2
 
 UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
 SHIFTS = (-2, -1, 0, 1, 2)
-
-
-def _exp_for(maxabs: float, bits: int) -> int:
-    """Smallest exponent whose N-bit range covers maxabs: 2^(exp + N - 1) > maxabs."""
-    if maxabs <= 0:
-        return -(bits - 1)
-    return math.floor(math.log2(maxabs)) + 1 - (bits - 1)
 
 
 def quantize_seedot(
@@ -57,7 +48,7 @@ def quantize_seedot(
         else:
             mags = [max(abs(ranges[n].lo), abs(ranges[n].hi)) for n in names if n in ranges]
             mags += [float(np.abs(g.tensors[n].data).max()) for n in names if g.tensors[n].is_const]  # type: ignore[arg-type]
-            e = _exp_for(max(mags, default=0.0), bits) - shift
+            e = exp_for(max(mags, default=0.0), bits) - shift
         for n in names:
             exps[n] = e
     for n in g.nodes:
@@ -67,7 +58,7 @@ def quantize_seedot(
         if n.op not in ("conv2d", "dense") or not g.tensors[n.inputs[1]].is_const:
             continue
         w = g.tensors[n.inputs[1]].data.astype(np.float64)  # type: ignore[union-attr]
-        e_w = _exp_for(float(np.abs(w).max()), bits)
+        e_w = exp_for(float(np.abs(w).max()), bits)
         qw = np.clip(quantize_pow2(w, e_w, dt), -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
         w_name = g.add_const(
             f"{n.inputs[1]}/q", const_tensor("w", qw.astype(np.int8 if bits == 8 else np.int16))

@@ -3,21 +3,12 @@ biases, the state formats from calibration (the largest |h| each RNN reaches).""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.tensor import QParams, const_tensor
 from compiler.quant.fixedpoint import INT32_MAX
-from compiler.quant.seedot import quantize_pow2
-
-
-def _exp_for(maxabs: float, bits: int) -> int:
-    """Smallest exponent whose N-bit range covers maxabs."""
-    if maxabs <= 0:
-        return -(bits - 1)
-    return math.floor(math.log2(maxabs)) + 1 - (bits - 1)
+from compiler.quant.seedot import exp_for, quantize_pow2
 
 
 def rnnpool_state_ranges(
@@ -77,7 +68,7 @@ def quantize_rnnpool_weights(
             e, q = -PRE_BITS, q.astype(np.int32)
         else:  # int32 accumulation must be exact: row L1 norm x input bound < 2^31
             bound = x_max if k == 0 else 32768
-            e = _exp_for(float(np.abs(w).max()), 16)
+            e = exp_for(float(np.abs(w).max()), 16)
             q = np.clip(quantize_pow2(w, e, "i16"), -32767, 32767)
             while int(np.abs(q).sum(axis=1).max()) * bound > INT32_MAX:
                 e += 1
@@ -87,4 +78,4 @@ def quantize_rnnpool_weights(
         g.tensors[new].qparams = QParams(exp=e)
         ins.append(new)
     n.inputs = ins
-    n.attrs["state_exps"] = [_exp_for(st.get(k, 1.0), 16) + 1 for k in ("h1", "h2")]
+    n.attrs["state_exps"] = [exp_for(st.get(k, 1.0), 16) + 1 for k in ("h1", "h2")]

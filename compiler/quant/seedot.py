@@ -8,6 +8,7 @@ every layer (worth several dB of SQNR at 8 bits).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,13 @@ import numpy as np
 from compiler.quant.fixedpoint import QRANGE, round_half_away_array
 
 TABLE_BITS = 10  # int16 pointwise functions: 2^10 + 1 table points, linear interpolation
+
+
+def exp_for(maxabs: float, bits: int) -> int:
+    """Smallest exponent whose N-bit range covers maxabs: 2^(exp + N - 1) > maxabs."""
+    if maxabs <= 0:
+        return -(bits - 1)
+    return math.floor(math.log2(maxabs)) + 1 - (bits - 1)
 
 
 def shift_round(x: np.ndarray, shift: int | np.ndarray) -> np.ndarray:

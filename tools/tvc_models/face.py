@@ -6,7 +6,7 @@ anchors each) predicting 4 box offsets and 2 class scores per anchor. The faces 
 eyes and a mouth on textured backgrounds, with faceless distractors, so that the activations the
 compiler calibrates on look like a trained detector's, not like random weights'.
 
-    python tools/tvc_models/face.py --out build/face   # face.onnx, face_calib.npy, face_val.npy
+    python tools/tvc_models/face.py --out build/face-model  # face.onnx, calib and val images
 """
 
 from __future__ import annotations
@@ -284,8 +284,8 @@ def build(out: Path, steps: int = 200, seed: int = 0, log: bool = True) -> dict[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("build/face"))
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--out", type=Path, default=Path("build/face-model"))
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     paths = build(a.out, a.steps, a.seed)

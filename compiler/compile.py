@@ -106,6 +106,11 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     graph = run_passes(load_model(opts.model, opts.input_shapes), "layout")
     name = c_name(opts.name or graph.name)
     out = Path(opts.out or f"build/{name}")
+    if out.exists() and not _replaceable(out):
+        raise UsageError(
+            f"{out}: exists and is not a tvc output directory; refusing to replace it",
+            "choose another --out, or move that directory away",
+        )
     q, accuracy, details = quantize(graph, opts)
     q.name = name
     report: dict[str, object] = {
@@ -197,6 +202,12 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out, report
+
+
+def _replaceable(out: Path) -> bool:
+    """An earlier compile's output (it has a report.json) or an empty directory: tvc replaces
+    a whole output directory, so it must never be one that holds anything else."""
+    return out.is_dir() and ((out / "report.json").is_file() or not any(out.iterdir()))
 
 
 def measure(

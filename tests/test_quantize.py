@@ -204,3 +204,19 @@ def test_compile_failure_leaves_no_directory(tmp_path) -> None:
     assert not out.exists() and not list(tmp_path.iterdir())
     r = tvc("compile", model, "--target", "esp32", "--calib", "random", "--out", out, timeout=300)
     assert r.returncode == 2 and "unknown board 'esp32'" in r.stderr and not out.exists()
+
+
+def test_compile_never_replaces_a_directory_it_did_not_write(tmp_path) -> None:
+    """tvc replaces its whole output directory: one holding anything else is refused."""
+    model = Path(__file__).resolve().parent.parent / "examples" / "mask_cnn.onnx"
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"precious")
+    r = tvc("compile", model, "--target", "stm32f439", "--calib", "random", "--out", out)
+    assert r.returncode == 2 and "refusing to replace" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "model.onnx").read_bytes() == b"precious"
+    ours = tmp_path / "ours"
+    for _ in range(2):  # a new directory, then its own output again: replaced
+        r = tvc("compile", model, "--target", "stm32f439", "--calib", "random", "--out", ours)
+        assert r.returncode == 0, r.stderr
+    assert (ours / "report.json").is_file()

@@ -1,13 +1,18 @@
 /* Elementwise add / sub / mul with broadcasting (up to 4-D, strides 0 where broadcast). */
 #include "tvc_common.h"
 
+/* TFLite int8 Add: common 2x-max scale, 20 bits headroom (its multipliers are never
+ * negative: SRDHM without its overflow case) */
+static inline int32_t tvc_add_tflite(const tvc_binary_t *p, int32_t a, int32_t b) {
+    const int32_t v1 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(a - p->in1_zp) << p->left_shift), p->mult1), -p->shift1);
+    const int32_t v2 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(b - p->in2_zp) << p->left_shift), p->mult2), -p->shift2);
+    const int32_t v = tvc_rdbpot(tvc_srdhm_pos(v1 + p->sign2 * v2, p->mult_out), -p->shift_out) + p->out_zp;
+    return v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v);
+}
+
 static inline int32_t tvc_add_one(const tvc_binary_t *p, int32_t a, int32_t b) {
-    if (p->requant == TVC_RQ_MULT) { /* TFLite int8 Add: common 2x-max scale, 20 bits headroom */
-        const int32_t v1 = tvc_rdbpot(tvc_srdhm((int32_t)((uint32_t)(a - p->in1_zp) << p->left_shift), p->mult1), -p->shift1);
-        const int32_t v2 = tvc_rdbpot(tvc_srdhm((int32_t)((uint32_t)(b - p->in2_zp) << p->left_shift), p->mult2), -p->shift2);
-        const int32_t raw = v1 + p->sign2 * v2;
-        return tvc_clamp32((int64_t)tvc_rdbpot(tvc_srdhm(raw, p->mult_out), -p->shift_out) + p->out_zp,
-                           p->act_min, p->act_max);
+    if (p->requant == TVC_RQ_MULT) {
+        return tvc_add_tflite(p, a, b);
     }
     const int64_t v = tvc_shift_round(a, p->pow2_1) + p->sign2 * tvc_shift_round(b, p->pow2_2);
     return tvc_clamp32(v, p->act_min, p->act_max);
@@ -36,16 +41,12 @@ static inline int32_t tvc_mul_one(const tvc_binary_t *p, int32_t a, int32_t b) {
         }                                                                                      \
     }
 
-/* TFLite int8 Add on same-shape inputs: parameters in locals (int8 stores alias everything) */
+/* int8 Add on same-shape inputs, over a local copy of the parameters: an int8 store may alias
+ * anything, so fields read through p would be reloaded after every element */
 static void tvc_add_s8_flat(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
-    const int32_t z1 = p->in1_zp, z2 = p->in2_zp, ls = p->left_shift, sign2 = p->sign2;
-    const int32_t m1 = p->mult1, s1 = -p->shift1, m2 = p->mult2, s2 = -p->shift2;
-    const int32_t mo = p->mult_out, so = -p->shift_out, zo = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const tvc_binary_t q = *p;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t v1 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(a[i] - z1) << ls), m1), s1);
-        const int32_t v2 = tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)(b[i] - z2) << ls), m2), s2);
-        const int32_t v = tvc_rdbpot(tvc_srdhm_pos(v1 + sign2 * v2, mo), so) + zo;
-        out[i] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+        out[i] = (int8_t)tvc_add_tflite(&q, a[i], b[i]);
     }
 }
 

@@ -9,16 +9,6 @@
 #define TVC_NOINLINE
 #endif
 
-/* int8 kernels' int32 accumulators: the same rounding without 64-bit shifts (SeeDot's right
- * shift as floor((floor(acc / 2^(s-1)) + 1) / 2), which cannot overflow) */
-static inline int64_t tvc_conv_requant_s8(const tvc_conv_t *p, int32_t acc, int32_t oc) {
-    if (p->requant == TVC_RQ_MULT) {
-        return (int64_t)tvc_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-    }
-    const int32_t s = p->shift[0];
-    return s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_shift_round(acc, s);
-}
-
 /* the requantization parameters in locals: int8 stores may alias anything, so reading them
  * through p after each store would reload every field */
 typedef struct {
@@ -31,7 +21,8 @@ static inline tvc_rq_t tvc_rq_of(const tvc_conv_t *p) {
     return r;
 }
 
-/* in int32 throughout, as TFLite's kernels compute it (mbqm + zero point, then the clamp) */
+/* in int32 throughout, as TFLite's kernels compute it (mbqm + zero point, then the clamp);
+ * SeeDot's right shift as floor((floor(acc / 2^(s-1)) + 1) / 2), which cannot overflow */
 static inline int8_t tvc_rq_s8(const tvc_rq_t r, int32_t acc, int32_t oc) {
     int32_t v;
     if (r.kind == TVC_RQ_MULT) {
@@ -334,7 +325,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                         acc += (x - p->in_zp) * w_hwc[(ky * p->k_w + kx) * p->out_c + oc];
                     }
                 }
-                y[oc] = (int8_t)tvc_clamp32(tvc_conv_requant_s8(p, acc, oc), p->act_min, p->act_max);
+                y[oc] = tvc_rq_s8(rq, acc, oc);
             }
         }
     }

@@ -1,7 +1,8 @@
 """Our kernels vs CMSIS-NN's, layer by layer, on the Cortex-M4 twin (QEMU -icount).
 
 Needs CMSIS_NN_ROOT (a CMSIS-NN checkout outside this repository); prints a skip line without.
-Run: CMSIS_NN_ROOT=... ./bench.sh (writes benchmarks/results/kernels.json).
+Run: CMSIS_NN_ROOT=... ./bench.sh (writes benchmarks/results/kernels.json); --layers also prints
+every layer's pair of counts.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def main() -> None:
             for node, row, a, b in zip(graph.nodes, layer_table(graph), ours, theirs, strict=True):
                 t = totals[kind(graph, node)]
                 t["macs"] += int(row["macs"])  # type: ignore[call-overload]
+                if "--layers" in sys.argv:
+                    print(
+                        f"{name:18} {node.name:28} {kind(graph, node):14} "
+                        f"{a:>10,} {b:>10,} {a / max(b, 1):.2f}x"
+                    )
                 t["tvc"] += a
                 t["cmsis"] += b
     (ROOT / "benchmarks" / "results" / "kernels.json").write_text(

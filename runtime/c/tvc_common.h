@@ -30,6 +30,13 @@
 #define TVC_SECTION(name)
 #endif
 
+/* hot loops kept out of line, so that their registers are not shared with the caller's */
+#if defined(__GNUC__)
+#define TVC_NOINLINE __attribute__((noinline))
+#else
+#define TVC_NOINLINE
+#endif
+
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #endif
@@ -67,15 +74,25 @@ static inline int32_t tvc_rdbpot(int32_t x, int e) {
 /* SRDHM by a multiplier that is never negative (TFLite's are in [2^30, 2^31) or 0): its one
  * overflow, both operands INT32_MIN, cannot occur */
 static inline int32_t tvc_srdhm_pos(int32_t a, int32_t mult) {
-    const int64_t ab = (int64_t)a * (int64_t)mult;
-    return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+    int64_t ab = (int64_t)1 << 30; /* the rounding term first: one SMLAL on Arm */
+    ab += (int64_t)a * (int64_t)mult;
+    return (int32_t)(ab >> 31);
 }
 
-/* TFLite MultiplyByQuantizedMultiplier (double rounding) */
+/* TFLite MultiplyByQuantizedMultiplier (double rounding). The rounding right shift, ties away
+ * from zero, as floor((t + 2^(e-1)) / 2^e) with t = h - 1 for negative h: an arithmetic shift
+ * plus the last bit shifted out, no mask or compare. h is never INT32_MIN (|mult| < 2^31), so
+ * t cannot wrap; checked equal to gemmlowp's RoundingDivideByPOT on 5e7 random and edge cases. */
 static inline int32_t tvc_mbqm(int32_t x, int32_t mult, int32_t shift) {
-    int left = shift > 0 ? (int)shift : 0;
-    int right = shift > 0 ? 0 : (int)-shift;
-    return tvc_rdbpot(tvc_srdhm_pos((int32_t)((uint32_t)x << left), mult), right);
+    if (shift > 0) {
+        x = (int32_t)((uint32_t)x << shift);
+    }
+    const int32_t h = tvc_srdhm_pos(x, mult);
+    if (shift >= 0) {
+        return h;
+    }
+    const int32_t t = h + (h >> 31);
+    return (t >> -shift) + ((t >> (-shift - 1)) & 1);
 }
 
 /* SeeDot: v * 2^-shift, rounding half up for right shifts */
@@ -93,21 +110,44 @@ static inline int32_t tvc_div_round(int32_t num, int32_t den) {
     return num > 0 ? (num + den / 2) / den : (num - den / 2) / den;
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* SXTB16 of v rotated right by 8 (bytes 1 and 3) and SXTAB16 likewise: one instruction each,
+ * where GCC emits a separate rotate for __sxtb16((v >> 8) | (v << 24)) */
+static inline int16x2_t tvc_sxtb16_ror8(int32_t v) {
+    int16x2_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+static inline int16x2_t tvc_sxtab16_ror8(int16x2_t a, int32_t v) {
+    int16x2_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+
+/* -zp in both int16 lanes: SXTAB16 with it forms x - zp exactly (|x - zp| <= 255) */
+static inline int16x2_t tvc_neg_zp2(int32_t zp) {
+    const uint32_t nz16 = (uint32_t)(uint16_t)(int16_t)(-zp);
+    return (int16x2_t)((nz16 << 16) | nz16);
+}
+#endif
+
+static inline int32_t tvc_load32(const void *ptr) {
+    int32_t v;
+    memcpy(&v, ptr, 4);
+    return v;
+}
+
 /* sum_i (x[i] - zp) * w[i] + acc over int8 vectors. With the DSP extension: 4 MACs per two
  * SMLADs, x - zp formed exactly in int16 (SADD16), so the result equals the plain loop's. */
 static inline int32_t tvc_dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t zp, int32_t acc) {
     int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP)
-    const uint32_t nz16 = (uint32_t)(uint16_t)(int16_t)(-zp);
-    const int16x2_t nz = (int16x2_t)((nz16 << 16) | nz16);
+    const int16x2_t nz = tvc_neg_zp2(zp);
     for (; i + 4 <= n; i += 4) {
-        int32_t xv, wv;
-        memcpy(&xv, x + i, 4);
-        memcpy(&wv, w + i, 4);
-        const uint32_t xr = ((uint32_t)xv >> 8) | ((uint32_t)xv << 24);
-        const uint32_t wr = ((uint32_t)wv >> 8) | ((uint32_t)wv << 24);
-        acc = __smlad(__sadd16(__sxtb16(xv), nz), __sxtb16(wv), acc);
-        acc = __smlad(__sadd16(__sxtb16((int8x4_t)xr), nz), __sxtb16((int8x4_t)wr), acc);
+        const int32_t xv = tvc_load32(x + i), wv = tvc_load32(w + i);
+        acc = __smlad(__sxtab16(nz, xv), __sxtb16(wv), acc);
+        acc = __smlad(tvc_sxtab16_ror8(nz, xv), tvc_sxtb16_ror8(wv), acc);
     }
 #endif
     for (; i < n; ++i) {

@@ -2,13 +2,6 @@
  * with a multiplier also has a channel-vectorized kernel on [KH][KW][C_out] weights. */
 #include "tvc_common.h"
 
-/* hot loops kept out of line, so that their registers are not shared with the caller's */
-#if defined(__GNUC__)
-#define TVC_NOINLINE __attribute__((noinline))
-#else
-#define TVC_NOINLINE
-#endif
-
 /* the requantization parameters in locals: int8 stores may alias anything, so reading them
  * through p after each store would reload every field */
 typedef struct {
@@ -31,7 +24,9 @@ static inline int8_t tvc_rq_s8(const tvc_rq_t r, int32_t acc, int32_t oc) {
         const int32_t s = r.shift[0];
         v = s > 0 ? (((acc >> (s - 1)) + 1) >> 1) : tvc_clamp32(tvc_shift_round(acc, s), INT32_MIN, INT32_MAX);
     }
-    return (int8_t)(v < r.lo ? r.lo : (v > r.hi ? r.hi : v));
+    v = v < r.lo ? r.lo : v; /* two selects, which GCC makes IT blocks rather than branches */
+    v = v > r.hi ? r.hi : v;
+    return (int8_t)v;
 }
 
 static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t oc) {
@@ -84,11 +79,26 @@ static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t
 static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, int16_t *col) {
     const int32_t oy = pix / p->out_w, ox = pix % p->out_w;
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
-    int32_t k = 0;
     const int32_t inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 &&
                            ix0 + (p->k_w - 1) * p->dil_w < p->in_w;
+    const int32_t run = p->k_w * p->in_c;
+    if (inside && p->dil_w == 1 && (run & 3) == 0) {
+        /* the whole window in the input as rows of whole fours: SXTAB16 gives each four's
+         * (c0, c2) and (c1, c3) lanes already in the reordered layout */
+        const int16x2_t nz = tvc_neg_zp2(p->in_zp);
+        for (int32_t ky = 0; ky < p->k_h; ++ky) {
+            const int8_t *row = in + ((iy0 + ky * p->dil_h) * p->in_w + ix0) * p->in_c;
+            for (int32_t j = 0; j < run; j += 4, col += 4) {
+                const int32_t v = tvc_load32(row + j);
+                const int16x2_t c02 = __sxtab16(nz, v), c13 = tvc_sxtab16_ror8(nz, v);
+                memcpy(col, &c02, 4);
+                memcpy(col + 2, &c13, 4);
+            }
+        }
+        return;
+    }
+    int32_t k = 0;
     if (inside && p->dil_w == 1) { /* the whole window in the input: contiguous rows */
-        const int32_t run = p->k_w * p->in_c;
         for (int32_t ky = 0; ky < p->k_h; ++ky) {
             const int8_t *row = in + ((iy0 + ky * p->dil_h) * p->in_w + ix0) * p->in_c;
             for (int32_t j = 0; j < run; ++j) {
@@ -120,12 +130,8 @@ static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, i
     }
 }
 
-static inline int32_t tvc_load32(const void *ptr) {
-    int32_t v;
-    memcpy(&v, ptr, 4);
-    return v;
-}
-
+/* the rotate as C: in the 2x2 loop below GCC allocates registers without spilling only when it
+ * sees it (with tvc_sxtb16_ror8 there it spills three pointers per iteration) */
 static inline int8x4_t tvc_ror8(int32_t v) {
     return (int8x4_t)(((uint32_t)v >> 8) | ((uint32_t)v << 24));
 }
@@ -138,79 +144,81 @@ static inline int32_t tvc_tail(const int8_t *w, const int16_t *col, int32_t from
     return acc;
 }
 
-/* the 2x2 block's dot products over k < K4: kept out of line so that its registers hold the
- * four sums, four pointers and the words in flight without spilling to the stack */
-static TVC_NOINLINE void tvc_mac_2x2(const int8_t *w0, const int8_t *w1, const int16_t *col_a,
-                                     const int16_t *col_b, int32_t K4, int32_t *acc) {
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-    const int16_t *const end = col_a + K4;
-    while (col_a < end) {
-        const int16x2_t ca02 = tvc_load32(col_a), ca13 = tvc_load32(col_a + 2);
-        const int16x2_t cb02 = tvc_load32(col_b), cb13 = tvc_load32(col_b + 2);
-        col_a += 4;
-        col_b += 4;
-        int32_t wv = tvc_load32(w0);
-        w0 += 4;
-        int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
-        a00 = __smlad(w02, ca02, __smlad(w13, ca13, a00));
-        a01 = __smlad(w02, cb02, __smlad(w13, cb13, a01));
-        wv = tvc_load32(w1);
-        w1 += 4;
-        w02 = __sxtb16(wv);
-        w13 = __sxtb16(tvc_ror8(wv));
-        a10 = __smlad(w02, ca02, __smlad(w13, ca13, a10));
-        a11 = __smlad(w02, cb02, __smlad(w13, cb13, a11));
-    }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-}
+/* what every pixel pair of one conv shares */
+typedef struct {
+    const int8_t *w;
+    const int32_t *bias;
+    int32_t K, K4, out_c;
+    tvc_rq_t rq;
+} tvc_blk_t;
 
-/* groups == 1 on DSP cores: im2col two output pixels, then two output channels at a time:
- * 16 MACs per eight SMLADs on registers shared across the 2x2 block */
-static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                              int16_t *scratch, int8_t *out) {
-    const int32_t K = p->k_h * p->k_w * p->in_c;
-    const int32_t K4 = K & ~3;
-    const int32_t stride = (K + 3) & ~3;
-    int16_t *col_a = scratch, *col_b = scratch + stride;
-    const tvc_rq_t rq = tvc_rq_of(p);
-    const int32_t pixels = p->out_h * p->out_w;
-    for (int32_t pix = 0; pix < pixels; pix += 2) {
-        const int32_t two = pix + 1 < pixels;
-        tvc_im2col_s16(p, in, pix, col_a);
-        if (two) {
-            tvc_im2col_s16(p, in, pix + 1, col_b);
+/* every output channel of pixels a and b (b == a when there is one pixel), two channels at a
+ * time: 16 MACs per eight SMLADs on registers shared across the 2x2 block. Out of line, once
+ * per pixel pair, so that the MAC loop has the registers and the call costs little per output. */
+static TVC_NOINLINE void tvc_conv_pixels(const tvc_blk_t *b, const int16_t *col_a, const int16_t *col_b,
+                                         int8_t *ya, int8_t *yb) {
+    const int32_t K = b->K, K4 = b->K4, out_c = b->out_c;
+    const tvc_rq_t rq = b->rq;
+    for (int32_t oc = 0; oc < out_c; oc += 2) {
+        const int32_t pair = oc + 1 < out_c;
+        const int8_t *w0 = b->w + oc * K, *w1 = pair ? w0 + K : w0;
+        int32_t a00 = b->bias ? b->bias[oc] : 0, a10 = pair && b->bias ? b->bias[oc + 1] : 0;
+        int32_t a01 = a00, a11 = a10;
+        const int16_t *ca = col_a, *cb = col_b;
+        const int16_t *const end = col_a + K4;
+        while (ca < end) {
+            const int16x2_t ca02 = tvc_load32(ca), ca13 = tvc_load32(ca + 2);
+            const int16x2_t cb02 = tvc_load32(cb), cb13 = tvc_load32(cb + 2);
+            ca += 4;
+            cb += 4;
+            int32_t wv = tvc_load32(w0);
+            w0 += 4;
+            int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));
+            a00 = __smlad(w02, ca02, __smlad(w13, ca13, a00));
+            a01 = __smlad(w02, cb02, __smlad(w13, cb13, a01));
+            wv = tvc_load32(w1);
+            w1 += 4;
+            w02 = __sxtb16(wv);
+            w13 = __sxtb16(tvc_ror8(wv));
+            a10 = __smlad(w02, ca02, __smlad(w13, ca13, a10));
+            a11 = __smlad(w02, cb02, __smlad(w13, cb13, a11));
         }
-        int8_t *ya = out + pix * p->out_c, *yb = ya + p->out_c;
-        for (int32_t oc = 0; oc < p->out_c; oc += 2) {
-            const int32_t pair = oc + 1 < p->out_c;
-            const int8_t *w0 = w + oc * K, *w1 = pair ? w0 + K : w0;
-            int32_t a00 = bias ? bias[oc] : 0, a10 = pair && bias ? bias[oc + 1] : 0;
-            int32_t a01 = a00, a11 = a10;
-            int32_t acc[4] = {a00, a01, a10, a11};
-            tvc_mac_2x2(w0, w1, col_a, col_b, K4, acc);
-            a00 = acc[0];
-            a01 = acc[1];
-            a10 = acc[2];
-            a11 = acc[3];
+        if (K4 < K) {
+            w0 -= K4;
+            w1 -= K4;
             a00 = tvc_tail(w0, col_a, K4, K, a00);
             a01 = tvc_tail(w0, col_b, K4, K, a01);
             a10 = tvc_tail(w1, col_a, K4, K, a10);
             a11 = tvc_tail(w1, col_b, K4, K, a11);
-            const int8_t r00 = tvc_rq_s8(rq, a00, oc), r01 = tvc_rq_s8(rq, a01, oc);
-            const int8_t r10 = tvc_rq_s8(rq, a10, oc + 1), r11 = tvc_rq_s8(rq, a11, oc + 1);
-            ya[oc] = r00;
-            if (pair) {
-                ya[oc + 1] = r10;
-            }
-            if (two) {
-                yb[oc] = r01;
-                if (pair) {
-                    yb[oc + 1] = r11;
-                }
-            }
+        }
+        const int8_t r00 = tvc_rq_s8(rq, a00, oc), r01 = tvc_rq_s8(rq, a01, oc);
+        const int8_t r10 = tvc_rq_s8(rq, a10, oc + 1), r11 = tvc_rq_s8(rq, a11, oc + 1);
+        /* b's first: when there is one pixel, yb == ya and a's values land last */
+        yb[oc] = r01;
+        ya[oc] = r00;
+        if (pair) {
+            yb[oc + 1] = r11;
+            ya[oc + 1] = r10;
+        }
+    }
+}
+
+/* groups == 1 on DSP cores: im2col two output pixels, then all output channels of the pair */
+static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                              int16_t *scratch, int8_t *out) {
+    const int32_t K = p->k_h * p->k_w * p->in_c;
+    const int32_t stride = (K + 3) & ~3;
+    int16_t *col_a = scratch, *col_b = scratch + stride;
+    const tvc_blk_t blk = {w, bias, K, K & ~3, p->out_c, tvc_rq_of(p)};
+    const int32_t pixels = p->out_h * p->out_w;
+    for (int32_t pix = 0; pix < pixels; pix += 2) {
+        int8_t *ya = out + pix * p->out_c;
+        tvc_im2col_s16(p, in, pix, col_a);
+        if (pix + 1 < pixels) {
+            tvc_im2col_s16(p, in, pix + 1, col_b);
+            tvc_conv_pixels(&blk, col_a, col_b, ya, ya + p->out_c);
+        } else {
+            tvc_conv_pixels(&blk, col_a, col_a, ya, ya);
         }
     }
 }
@@ -228,95 +236,136 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
     TVC_CONV_LOOPS(int8_t, int32_t, TVC_CONV_DOT_S8)
 }
 
+/* where a depthwise output row's taps lie (byte steps between taps), for channels [0, c4) */
 typedef struct {
-    int32_t x_row, x_col, w_row, w_col, zp; /* strides between taps, in bytes */
-} tvc_dw_steps_t;
+    int32_t x_row, x_col, w_row, w_col, zp, c4;
+    int32_t out_w, in_w, in_c, k_w, stride_w, dil_w, pad_l;
+    tvc_rq_t rq;
+} tvc_dw_geo_t;
 
-/* four channels' sums over a window of taps (x, w at the first valid tap), out of line so that
- * the loop keeps its pointers and sums in registers */
-static TVC_NOINLINE void tvc_dw4_taps(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,
-                                      const tvc_dw_steps_t *st, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
 #if defined(__ARM_FEATURE_DSP)
-    const uint32_t zp16 = (uint32_t)(uint16_t)(int16_t)st->zp;
-    const int16x2_t zp2 = (int16x2_t)((zp16 << 16) | zp16);
-#endif
-#if defined(__ARM_FEATURE_DSP)
-/* four channels from two words: x - zp exact in int16 lanes */
-#define TVC_DW4_TAP(XP, WP)                                                          \
-    do {                                                                             \
-        const int32_t xv = tvc_load32(XP), wv = tvc_load32(WP);                      \
-        const int16x2_t x02 = __ssub16(__sxtb16(xv), zp2);                           \
-        const int16x2_t x13 = __ssub16(__sxtb16(tvc_ror8(xv)), zp2);                 \
-        const int16x2_t w02 = __sxtb16(wv), w13 = __sxtb16(tvc_ror8(wv));            \
-        a0 = __smlabb(x02, w02, a0);                                                 \
-        a2 = __smlatt(x02, w02, a2);                                                 \
-        a1 = __smlabb(x13, w13, a1);                                                 \
-        a3 = __smlatt(x13, w13, a3);                                                 \
+/* four channels of one tap: x - zp formed exactly in int16 lanes by SXTAB16, one MLA each */
+#define TVC_DW4_TAP(XP, WP)                                                              \
+    do {                                                                                 \
+        const int32_t xv = tvc_load32(XP), wv = tvc_load32(WP);                          \
+        const int16x2_t x13 = tvc_sxtab16_ror8(nz, xv), w13 = tvc_sxtb16_ror8(wv);       \
+        const int16x2_t x02 = __sxtab16(nz, xv), w02 = __sxtb16(wv);                     \
+        a1 = __smlabb(x13, w13, a1);                                                     \
+        a3 = __smlatt(x13, w13, a3);                                                     \
+        a0 = __smlabb(x02, w02, a0);                                                     \
+        a2 = __smlatt(x02, w02, a2);                                                     \
     } while (0)
-    if (rows == 3 && cols == 3) { /* the whole 3x3 window: straight-line taps */
-        const int32_t xc = st->x_col, wc = st->w_col;
-        for (int32_t r = 0; r < 3; ++r, x += st->x_row, w += st->w_row) {
-            TVC_DW4_TAP(x, w);
-            TVC_DW4_TAP(x + xc, w + wc);
-            TVC_DW4_TAP(x + 2 * xc, w + 2 * wc);
-        }
-        rows = 0;
-    }
-#endif
-    for (int32_t r = 0; r < rows; ++r, x += st->x_row, w += st->w_row) {
-        const int8_t *xc = x, *wc = w;
-        for (int32_t c = 0; c < cols; ++c, xc += st->x_col, wc += st->w_col) {
-#if defined(__ARM_FEATURE_DSP)
-            TVC_DW4_TAP(xc, wc);
 #else
-            a0 += ((int32_t)xc[0] - st->zp) * wc[0];
-            a1 += ((int32_t)xc[1] - st->zp) * wc[1];
-            a2 += ((int32_t)xc[2] - st->zp) * wc[2];
-            a3 += ((int32_t)xc[3] - st->zp) * wc[3];
+#define TVC_DW4_TAP(XP, WP)                                                              \
+    do {                                                                                 \
+        const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
+        a0 += ((int32_t)xp_[0] - zp) * wp_[0];                                           \
+        a1 += ((int32_t)xp_[1] - zp) * wp_[1];                                           \
+        a2 += ((int32_t)xp_[2] - zp) * wp_[2];                                           \
+        a3 += ((int32_t)xp_[3] - zp) * wp_[3];                                           \
+    } while (0)
 #endif
+
+/* one output row of a multiplier-1 depthwise conv, four channels at a time with the sums in
+ * registers; (x, w) at the first valid kernel row (rows of them) of column 0 and channel 0.
+ * Out of line, once per row, so that the taps have the registers to themselves. */
+static TVC_NOINLINE void tvc_dw_row_s8(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
+                                       int32_t rows, const int32_t *bias, int8_t *y) {
+#if defined(__ARM_FEATURE_DSP)
+    const int16x2_t nz = tvc_neg_zp2(g->zp);
+#else
+    const int32_t zp = g->zp;
+#endif
+    const tvc_rq_t rq = g->rq;
+    const int32_t x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, w_col = g->w_col, c4 = g->c4;
+    for (int32_t ox = 0; ox < g->out_w; ++ox, y += w_col) {
+        const int32_t ix0 = ox * g->stride_w - g->pad_l;
+        int32_t kx_lo, kx_hi;
+        tvc_tap_range(ix0, g->dil_w, g->k_w, g->in_w, &kx_lo, &kx_hi);
+        const int8_t *x = x_base + (ix0 + kx_lo * g->dil_w) * g->in_c, *w = w_base + kx_lo * w_col;
+        const int32_t cols = kx_hi - kx_lo;
+        const int32_t full3 = rows == 3 && cols == 3 && x_col == w_col;
+        for (int32_t ch = 0; ch < c4; ch += 4) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (bias) {
+                a0 = bias[ch];
+                a1 = bias[ch + 1];
+                a2 = bias[ch + 2];
+                a3 = bias[ch + 3];
+            }
+            const int8_t *xr = x + ch, *wr = w + ch;
+            if (full3) { /* the whole 3x3 window: straight-line taps */
+                for (int32_t r = 0; r < 3; ++r, xr += x_row, wr += w_row) {
+                    TVC_DW4_TAP(xr, wr);
+                    TVC_DW4_TAP(xr + x_col, wr + x_col);
+                    TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
+                }
+            } else if (cols == 3 && x_col == w_col) { /* edge rows cut: each row straight-line */
+                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                    TVC_DW4_TAP(xr, wr);
+                    TVC_DW4_TAP(xr + x_col, wr + x_col);
+                    TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
+                }
+            } else if (cols == 2 && x_col == w_col) { /* a left or right edge of a 3-wide window */
+                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                    TVC_DW4_TAP(xr, wr);
+                    TVC_DW4_TAP(xr + x_col, wr + x_col);
+                }
+            } else {
+                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                    const int8_t *xc = xr, *wc = wr;
+                    for (int32_t c = 0; c < cols; ++c, xc += x_col, wc += w_col) {
+                        TVC_DW4_TAP(xc, wc);
+                    }
+                }
+            }
+            const int8_t r0 = tvc_rq_s8(rq, a0, ch), r1 = tvc_rq_s8(rq, a1, ch + 1);
+            const int8_t r2 = tvc_rq_s8(rq, a2, ch + 2), r3 = tvc_rq_s8(rq, a3, ch + 3);
+            y[ch] = r0;
+            y[ch + 1] = r1;
+            y[ch + 2] = r2;
+            y[ch + 3] = r3;
         }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
 }
 
 /* depthwise: out channel oc reads input channel oc / mult; weights [KH][KW][C_out] so that a
- * run of output channels reads contiguous weights; four channels accumulate in registers */
+ * run of output channels reads contiguous weights */
 void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w_hwc, const int32_t *bias,
                           int8_t *out) {
     const int32_t mult = p->out_c / p->in_c;
-    const tvc_rq_t rq = tvc_rq_of(p);
-    const tvc_dw_steps_t taps = {p->dil_h * p->in_w * p->in_c, p->dil_w * p->in_c, p->k_w * p->out_c, p->out_c,
-                                 p->in_zp};
+    const tvc_dw_geo_t g = {p->dil_h * p->in_w * p->in_c,
+                            p->dil_w * p->in_c,
+                            p->k_w * p->out_c,
+                            p->out_c,
+                            p->in_zp,
+                            mult == 1 ? p->out_c & ~3 : 0,
+                            p->out_w,
+                            p->in_w,
+                            p->in_c,
+                            p->k_w,
+                            p->stride_w,
+                            p->dil_w,
+                            p->pad_l,
+                            tvc_rq_of(p)};
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         int32_t ky_lo, ky_hi;
         tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
+        int8_t *y_row = out + oy * p->out_w * p->out_c;
+        if (g.c4 > 0) {
+            tvc_dw_row_s8(&g, in + (iy0 + ky_lo * p->dil_h) * p->in_w * p->in_c, w_hwc + ky_lo * p->k_w * p->out_c,
+                          ky_hi - ky_lo, bias, y_row);
+        }
+        if (g.c4 == p->out_c) {
+            continue;
+        }
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int32_t kx_lo, kx_hi;
             tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);
-            int8_t *y = out + (oy * p->out_w + ox) * p->out_c;
-            int32_t oc = 0;
-            if (mult == 1) {
-                const int8_t *x0 = in + ((iy0 + ky_lo * p->dil_h) * p->in_w + ix0 + kx_lo * p->dil_w) * p->in_c;
-                const int8_t *w0 = w_hwc + (ky_lo * p->k_w + kx_lo) * p->out_c;
-                for (; oc + 4 <= p->out_c; oc += 4) {
-                    int32_t a[4] = {bias ? bias[oc] : 0, bias ? bias[oc + 1] : 0, bias ? bias[oc + 2] : 0,
-                                    bias ? bias[oc + 3] : 0};
-                    tvc_dw4_taps(x0 + oc, w0 + oc, ky_hi - ky_lo, kx_hi - kx_lo, &taps, a);
-                    const int8_t r0 = tvc_rq_s8(rq, a[0], oc), r1 = tvc_rq_s8(rq, a[1], oc + 1);
-                    const int8_t r2 = tvc_rq_s8(rq, a[2], oc + 2), r3 = tvc_rq_s8(rq, a[3], oc + 3);
-                    y[oc] = r0;
-                    y[oc + 1] = r1;
-                    y[oc + 2] = r2;
-                    y[oc + 3] = r3;
-                }
-            }
-            for (; oc < p->out_c; ++oc) {
+            int8_t *y = y_row + ox * p->out_c;
+            for (int32_t oc = g.c4; oc < p->out_c; ++oc) {
                 int32_t acc = bias ? bias[oc] : 0;
                 for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
                     const int32_t iy = iy0 + ky * p->dil_h;
@@ -325,7 +374,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                         acc += (x - p->in_zp) * w_hwc[(ky * p->k_w + kx) * p->out_c + oc];
                     }
                 }
-                y[oc] = tvc_rq_s8(rq, acc, oc);
+                y[oc] = tvc_rq_s8(g.rq, acc, oc);
             }
         }
     }

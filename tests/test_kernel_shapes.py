@@ -1,0 +1,97 @@
+"""The DSP kernels' special cases on the Cortex-M4 twin: every branch of the SIMD conv, 1x1,
+depthwise and dense paths (channel counts that are not multiples of four, odd output counts,
+strides, asymmetric padding, dilation, channel multipliers, edge windows), bit-exact with the
+integer interpreter and with the host build of the same C (which takes the plain C paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from tvc_models.export import export
+
+from compiler.compile import CompileOptions, compile_model
+from compiler.ir.interpreter import run_graph
+from compiler.loader import load_model
+from compiler.tools.boards import get_board
+from compiler.tools.host import build_host, run_host
+from compiler.tools.qemu import run_qemu
+
+
+class KernelShapes(nn.Module):
+    """A chain in which each layer takes a different branch of the kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        relu = nn.ReLU
+        self.body = nn.Sequential(
+            nn.Conv2d(5, 6, 3, padding=1),  # im2col rows of 15: not whole fours
+            relu(),
+            nn.Conv2d(6, 8, 1),  # 1x1, 6 channels: the reorder pass, K tail
+            nn.Conv2d(8, 7, 1, stride=2),  # 1x1 on whole fours, strided, odd output count
+            relu(),
+            nn.Conv2d(7, 8, (1, 3), padding=(0, 1)),  # 1x3
+            nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise 3x3: interior and all edges
+            nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8),  # strided, cut windows
+            relu(),
+            nn.Conv2d(8, 12, 1),
+            nn.Conv2d(12, 12, 5, padding=2, groups=12),  # 5x5: the general tap loop
+            nn.Conv2d(12, 12, 3, padding=2, dilation=2, groups=12),  # dilated
+            nn.Conv2d(12, 10, 1),
+            nn.Conv2d(10, 10, 3, padding=1, groups=10),  # 8 SIMD channels + 2 plain
+            nn.Conv2d(10, 20, 3, padding=1, groups=10),  # multiplier 2: plain loop
+            relu(),
+            nn.Conv2d(20, 16, 3, padding=(1, 0), stride=(1, 2)),  # asymmetric stride/padding
+        )
+        self.fc = nn.Linear(16 * 4 * 1, 7)  # in 64, out 7: pairs plus one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.body(x), 1))
+
+
+class DenseTail(nn.Module):
+    """Fully connected with an input length that is not a multiple of four."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(13, 9)
+        self.fc2 = nn.Linear(9, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+CASES = {"kernel_shapes": (KernelShapes, (1, 5, 15, 13)), "dense_tail": (DenseTail, (1, 13))}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_dsp_paths_are_bit_exact_on_the_m4(tmp_path: Path, name: str) -> None:
+    cls, shape = CASES[name]
+    torch.manual_seed(3)
+    model = cls()
+    for m in model.modules():  # spread the biases so that requantization sees both signs
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    onnx_path = export(model, shape, tmp_path / f"{name}.onnx")
+    out = compile_model(
+        CompileOptions(
+            model=str(onnx_path), target="mps2-an386", out=str(tmp_path / "out"), calib="random"
+        )
+    )[0]
+    graph = load_model(out)
+    rng = np.random.default_rng(9)
+    samples = [
+        {i: rng.integers(-128, 128, graph.tensors[i].shape).astype(np.int8) for i in graph.inputs}
+        for _ in range(6)
+    ]
+    on_m4, _ = run_qemu(out, graph, get_board("mps2-an386"), samples)
+    on_host = run_host(build_host(out, graph), graph, samples)
+    for s, q, h in zip(samples, on_m4, on_host, strict=True):
+        ref = run_graph(graph, s)
+        for o in graph.outputs:
+            np.testing.assert_array_equal(q[o], ref[o], err_msg=f"{name}: M4 vs interpreter")
+            np.testing.assert_array_equal(h[o], ref[o], err_msg=f"{name}: host vs interpreter")
+        assert any(np.any(ref[o] != ref[o].flat[0]) for o in graph.outputs), "constant output"

@@ -1,7 +1,8 @@
 """The DSP kernels' special cases on the Cortex-M4 twin: every branch of the SIMD conv, 1x1,
 depthwise and dense paths (channel counts that are not multiples of four, odd output counts,
 strides, asymmetric padding, dilation, channel multipliers, edge windows), bit-exact with the
-integer interpreter and with the host build of the same C (which takes the plain C paths)."""
+integer interpreter and with the host build of the same C (which takes the plain C paths), for
+affine int8 and SeeDot int16 (SMLALD)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tvc_models.export import export
 
 from compiler.compile import CompileOptions, compile_model
 from compiler.ir.interpreter import run_graph
+from compiler.ir.tensor import DTYPES
 from compiler.loader import load_model
 from compiler.tools.boards import get_board
 from compiler.tools.host import build_host, run_host
@@ -67,8 +69,11 @@ class DenseTail(nn.Module):
 CASES = {"kernel_shapes": (KernelShapes, (1, 5, 15, 13)), "dense_tail": (DenseTail, (1, 13))}
 
 
+@pytest.mark.parametrize(("quant", "bits"), [("affine", "8"), ("seedot", "16")])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_dsp_paths_are_bit_exact_on_the_m4(tmp_path: Path, name: str) -> None:
+def test_dsp_paths_are_bit_exact_on_the_m4(
+    tmp_path: Path, name: str, quant: str, bits: str
+) -> None:
     cls, shape = CASES[name]
     torch.manual_seed(3)
     model = cls()
@@ -78,13 +83,22 @@ def test_dsp_paths_are_bit_exact_on_the_m4(tmp_path: Path, name: str) -> None:
     onnx_path = export(model, shape, tmp_path / f"{name}.onnx")
     out = compile_model(
         CompileOptions(
-            model=str(onnx_path), target="mps2-an386", out=str(tmp_path / "out"), calib="random"
+            model=str(onnx_path),
+            target="mps2-an386",
+            out=str(tmp_path / "out"),
+            calib="random",
+            quant=quant,
+            bits=bits,
         )
     )[0]
     graph = load_model(out)
     rng = np.random.default_rng(9)
     samples = [
-        {i: rng.integers(-128, 128, graph.tensors[i].shape).astype(np.int8) for i in graph.inputs}
+        {
+            i: rng.integers(lo, hi, graph.tensors[i].shape).astype(DTYPES[graph.tensors[i].dtype])
+            for i in graph.inputs
+            for lo, hi in [(-128, 128) if graph.tensors[i].dtype == "i8" else (-4000, 4000)]
+        }
         for _ in range(6)
     ]
     on_m4, _ = run_qemu(out, graph, get_board("mps2-an386"), samples)

@@ -68,10 +68,7 @@ static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t
     }
 
 #define TVC_CONV_DOT_S8 acc = tvc_dot_s8(x, wk, ipg, p->in_zp, acc);
-#define TVC_CONV_DOT_PLAIN                                                                     \
-    for (int32_t ic = 0; ic < ipg; ++ic) {                                                     \
-        acc += (int64_t)((int32_t)x[ic] * (int32_t)wk[ic]);                                    \
-    }
+#define TVC_CONV_DOT_S16 acc = tvc_dot_s16(x, wk, ipg, acc);
 
 #if defined(__ARM_FEATURE_DSP)
 /* one output pixel's patch as int16 (x - zp; 0 where the patch leaves the input), each group of
@@ -382,5 +379,5 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
 
 void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
                         int16_t *out) {
-    TVC_CONV_LOOPS(int16_t, int64_t, TVC_CONV_DOT_PLAIN)
+    TVC_CONV_LOOPS(int16_t, int64_t, TVC_CONV_DOT_S16)
 }

@@ -56,9 +56,14 @@ int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp) {
     return (int32_t)(negative ? -r : r);
 }
 
-#define TVC_DOT_PLAIN                                                                           \
-    for (int32_t i = 0; i < p->in_dim; ++i) {                                                   \
-        acc += (int64_t)(((int32_t)x[i] - p->in_zp) * ((int32_t)wo[i] - p->w_zp));               \
+/* int16 with zero points 0 (SeeDot): the SMLALD dot product */
+#define TVC_DOT_S16                                                                             \
+    if (p->in_zp == 0 && p->w_zp == 0) {                                                        \
+        acc = tvc_dot_s16(x, wo, p->in_dim, acc);                                               \
+    } else {                                                                                    \
+        for (int32_t i = 0; i < p->in_dim; ++i) {                                               \
+            acc += (int64_t)(((int32_t)x[i] - p->in_zp) * ((int32_t)wo[i] - p->w_zp));           \
+        }                                                                                       \
     }
 
 /* symmetric int8 weights (every per-channel model, and ours): the DSP dot product */
@@ -145,5 +150,5 @@ void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, c
 
 void TVC_FN(dense_s16)(const tvc_dense_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
                        int16_t *out) {
-    TVC_DENSE_BODY(int16_t, int64_t, TVC_DOT_PLAIN, 0)
+    TVC_DENSE_BODY(int16_t, int64_t, TVC_DOT_S16, 0)
 }

@@ -377,7 +377,57 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* one output pixel of an int16 conv (groups 1, dil_w 1), two output channels at a time: each
+ * kernel row's taps are one contiguous run of input and of weights, each input word loaded
+ * once for both channels, two MACs per SMLALD into 64-bit sums. Out of line, once per pixel. */
+static TVC_NOINLINE void tvc_conv16_pixel(const tvc_conv_t *p, const int16_t *in, const int16_t *w,
+                                          const int64_t *bias, int32_t oy, int32_t ox, int16_t *y) {
+    const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+    int32_t ky_lo, ky_hi, kx_lo, kx_hi;
+    tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
+    tvc_tap_range(ix0, 1, p->k_w, p->in_w, &kx_lo, &kx_hi);
+    const int32_t run = (kx_hi - kx_lo) * p->in_c, run4 = run & ~3;
+    const int32_t K = p->k_h * p->k_w * p->in_c, w_row = p->k_w * p->in_c, x_row = p->dil_h * p->in_w * p->in_c;
+    const int16_t *x0 = in + ((iy0 + ky_lo * p->dil_h) * p->in_w + ix0 + kx_lo) * p->in_c;
+    for (int32_t oc = 0; oc < p->out_c; oc += 2) {
+        const int32_t pair = oc + 1 < p->out_c;
+        const int16_t *w0 = w + oc * K + (ky_lo * p->k_w + kx_lo) * p->in_c, *w1 = pair ? w0 + K : w0;
+        int64_t a0 = bias ? bias[oc] : 0, a1 = pair && bias ? bias[oc + 1] : 0;
+        const int16_t *xr = x0;
+        for (int32_t ky = ky_lo; ky < ky_hi; ++ky, xr += x_row, w0 += w_row, w1 += w_row) {
+            int32_t i = 0;
+            for (; i < run4; i += 4) {
+                const int32_t xa = tvc_load32(xr + i), xb = tvc_load32(xr + i + 2);
+                a0 = __smlald(xa, tvc_load32(w0 + i), a0);
+                a1 = __smlald(xa, tvc_load32(w1 + i), a1);
+                a0 = __smlald(xb, tvc_load32(w0 + i + 2), a0);
+                a1 = __smlald(xb, tvc_load32(w1 + i + 2), a1);
+            }
+            for (; i < run; ++i) {
+                a0 += (int64_t)((int32_t)xr[i] * (int32_t)w0[i]);
+                a1 += (int64_t)((int32_t)xr[i] * (int32_t)w1[i]);
+            }
+        }
+        y[oc] = (int16_t)tvc_clamp32(tvc_conv_requant(p, a0, oc), p->act_min, p->act_max);
+        if (pair) {
+            y[oc + 1] = (int16_t)tvc_clamp32(tvc_conv_requant(p, a1, oc + 1), p->act_min, p->act_max);
+        }
+    }
+}
+#endif
+
 void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w, const int64_t *bias,
                         int16_t *out) {
+#if defined(__ARM_FEATURE_DSP)
+    if (p->groups == 1 && p->dil_w == 1) {
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+                tvc_conv16_pixel(p, in, w, bias, oy, ox, out + (oy * p->out_w + ox) * p->out_c);
+            }
+        }
+        return;
+    }
+#endif
     TVC_CONV_LOOPS(int16_t, int64_t, TVC_CONV_DOT_S16)
 }

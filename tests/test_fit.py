@@ -321,6 +321,31 @@ def test_check_reports_regions_and_stack(compiled) -> None:
     assert regions["SRAM"]["used"] == got["data"] + got["bss"] and regions["CCM"]["used"] == 0
 
 
+def test_all_code_from_the_output_directory_is_attributed_to_the_model(compiled) -> None:
+    """The report's code bytes are the symbols with the model's prefix: every static function
+    the directory's C files define must carry it (the globals are TVC_FN names already)."""
+    from elftools.elf.elffile import ELFFile
+
+    for out in compiled.values():
+        graph = load_model(out)
+        fw = build_firmware(out, graph, get_board("mps2-an386"))
+        ours = {p.name for p in out.glob("*.c")}
+        unprefixed, source, seen = [], "", 0
+        with fw.elf.open("rb") as f:
+            for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols():
+                kind = sym["st_info"]["type"]
+                if kind == "STT_FILE":
+                    source = sym.name
+                elif sym["st_info"]["bind"] != "STB_LOCAL":
+                    source = ""  # globals follow the locals and belong to no file entry
+                elif kind == "STT_FUNC" and sym["st_size"] and source in ours:
+                    seen += 1
+                    if not sym.name.startswith(graph.name + "_"):
+                        unprefixed.append(f"{source}: {sym.name}")
+        assert seen > 0, "no local functions found for the model's files"
+        assert not unprefixed, unprefixed
+
+
 def test_missing_cross_toolchain_is_exit_6_with_the_install_line(compiled, tmp_path) -> None:
     import os
     import shutil

@@ -43,7 +43,7 @@ static inline int32_t tvc_mul_one(const tvc_binary_t *p, int32_t a, int32_t b) {
 
 /* int8 Add on same-shape inputs, over a local copy of the parameters: an int8 store may alias
  * anything, so fields read through p would be reloaded after every element */
-static void tvc_add_s8_flat(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+static void TVC_FN(add_s8_flat)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
     const tvc_binary_t q = *p;
     for (int32_t i = 0; i < n; ++i) {
         out[i] = (int8_t)tvc_add_tflite(&q, a[i], b[i]);
@@ -57,7 +57,7 @@ void TVC_FN(add_s8)(const tvc_binary_t *p, const int8_t *a, const int8_t *b, int
         n *= p->dims[k];
     }
     if (flat) {
-        tvc_add_s8_flat(p, a, b, out, n);
+        TVC_FN(add_s8_flat)(p, a, b, out, n);
         return;
     }
     TVC_BINARY_BODY(int8_t, tvc_add_one)

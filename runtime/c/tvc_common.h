@@ -5,8 +5,9 @@
  * (double rounding), gemmlowp fixed point for softmax; SeeDot-style power-of-two requantization
  * for tensors with exponents. C99, no allocation, no floating point.
  *
- * Every kernel name goes through TVC_FN so that each generated model carries its own copy
- * (tvc_prefix.h, written beside these files, sets the model's prefix).
+ * Every kernel name, and every out-of-line static helper, goes through TVC_FN so that each
+ * generated model carries its own copy (tvc_prefix.h, written beside these files, sets the
+ * model's prefix) and the report attributes all of its code to the model by symbol prefix.
  */
 #ifndef TVC_COMMON_H
 #define TVC_COMMON_H

@@ -73,7 +73,7 @@ static inline int64_t tvc_conv_requant(const tvc_conv_t *p, int64_t acc, int32_t
 #if defined(__ARM_FEATURE_DSP)
 /* one output pixel's patch as int16 (x - zp; 0 where the patch leaves the input), each group of
  * four reordered c0 c2 c1 c3 so that a 32-bit load pairs with SXTB16 of four weights */
-static void tvc_im2col_s16(const tvc_conv_t *p, const int8_t *in, int32_t pix, int16_t *col) {
+static void TVC_FN(im2col_s16)(const tvc_conv_t *p, const int8_t *in, int32_t pix, int16_t *col) {
     const int32_t oy = pix / p->out_w, ox = pix % p->out_w;
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
     const int32_t inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h && ix0 >= 0 &&
@@ -152,7 +152,7 @@ typedef struct {
 /* every output channel of pixels a and b (b == a when there is one pixel), two channels at a
  * time: 16 MACs per eight SMLADs on registers shared across the 2x2 block. Out of line, once
  * per pixel pair, so that the MAC loop has the registers and the call costs little per output. */
-static TVC_NOINLINE void tvc_conv_pixels(const tvc_blk_t *b, const int16_t *col_a, const int16_t *col_b,
+static TVC_NOINLINE void TVC_FN(conv_pixels)(const tvc_blk_t *b, const int16_t *col_a, const int16_t *col_b,
                                          int8_t *ya, int8_t *yb) {
     const int32_t K = b->K, K4 = b->K4, out_c = b->out_c;
     const tvc_rq_t rq = b->rq;
@@ -201,7 +201,7 @@ static TVC_NOINLINE void tvc_conv_pixels(const tvc_blk_t *b, const int16_t *col_
 }
 
 /* groups == 1 on DSP cores: im2col two output pixels, then all output channels of the pair */
-static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+static void TVC_FN(conv_s8_block)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                               int16_t *scratch, int8_t *out) {
     const int32_t K = p->k_h * p->k_w * p->in_c;
     const int32_t stride = (K + 3) & ~3;
@@ -210,12 +210,12 @@ static void tvc_conv_s8_block(const tvc_conv_t *p, const int8_t *in, const int8_
     const int32_t pixels = p->out_h * p->out_w;
     for (int32_t pix = 0; pix < pixels; pix += 2) {
         int8_t *ya = out + pix * p->out_c;
-        tvc_im2col_s16(p, in, pix, col_a);
+        TVC_FN(im2col_s16)(p, in, pix, col_a);
         if (pix + 1 < pixels) {
-            tvc_im2col_s16(p, in, pix + 1, col_b);
-            tvc_conv_pixels(&blk, col_a, col_b, ya, ya + p->out_c);
+            TVC_FN(im2col_s16)(p, in, pix + 1, col_b);
+            TVC_FN(conv_pixels)(&blk, col_a, col_b, ya, ya + p->out_c);
         } else {
-            tvc_conv_pixels(&blk, col_a, col_a, ya, ya);
+            TVC_FN(conv_pixels)(&blk, col_a, col_a, ya, ya);
         }
     }
 }
@@ -225,7 +225,7 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
                        int16_t *scratch, int8_t *out) {
 #if defined(__ARM_FEATURE_DSP)
     if (p->groups == 1 && scratch) {
-        tvc_conv_s8_block(p, in, w, bias, scratch, out);
+        TVC_FN(conv_s8_block)(p, in, w, bias, scratch, out);
         return;
     }
 #endif
@@ -266,7 +266,7 @@ typedef struct {
 /* one output row of a multiplier-1 depthwise conv, four channels at a time with the sums in
  * registers; (x, w) at the first valid kernel row (rows of them) of column 0 and channel 0.
  * Out of line, once per row, so that the taps have the registers to themselves. */
-static TVC_NOINLINE void tvc_dw_row_s8(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
+static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
                                        int32_t rows, const int32_t *bias, int8_t *y) {
 #if defined(__ARM_FEATURE_DSP)
     const int16x2_t nz = tvc_neg_zp2(g->zp);
@@ -351,7 +351,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
         tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
         int8_t *y_row = out + oy * p->out_w * p->out_c;
         if (g.c4 > 0) {
-            tvc_dw_row_s8(&g, in + (iy0 + ky_lo * p->dil_h) * p->in_w * p->in_c, w_hwc + ky_lo * p->k_w * p->out_c,
+            TVC_FN(dw_row_s8)(&g, in + (iy0 + ky_lo * p->dil_h) * p->in_w * p->in_c, w_hwc + ky_lo * p->k_w * p->out_c,
                           ky_hi - ky_lo, bias, y_row);
         }
         if (g.c4 == p->out_c) {
@@ -381,7 +381,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
 /* one output pixel of an int16 conv (groups 1, dil_w 1), two output channels at a time: each
  * kernel row's taps are one contiguous run of input and of weights, each input word loaded
  * once for both channels, two MACs per SMLALD into 64-bit sums. Out of line, once per pixel. */
-static TVC_NOINLINE void tvc_conv16_pixel(const tvc_conv_t *p, const int16_t *in, const int16_t *w,
+static TVC_NOINLINE void TVC_FN(conv16_pixel)(const tvc_conv_t *p, const int16_t *in, const int16_t *w,
                                           const int64_t *bias, int32_t oy, int32_t ox, int16_t *y) {
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
     int32_t ky_lo, ky_hi, kx_lo, kx_hi;
@@ -423,7 +423,7 @@ void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w
     if (p->groups == 1 && p->dil_w == 1) {
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             for (int32_t ox = 0; ox < p->out_w; ++ox) {
-                tvc_conv16_pixel(p, in, w, bias, oy, ox, out + (oy * p->out_w + ox) * p->out_c);
+                TVC_FN(conv16_pixel)(p, in, w, bias, oy, ox, out + (oy * p->out_w + ox) * p->out_c);
             }
         }
         return;

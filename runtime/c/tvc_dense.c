@@ -2,7 +2,7 @@
 #include "tvc_common.h"
 
 /* 64 x 64 -> 128-bit unsigned product as (hi, lo) */
-static void tvc_mul_u64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) {
+static void TVC_FN(mul_u64)(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) {
     const uint64_t a_lo = a & 0xFFFFFFFFu, a_hi = a >> 32;
     const uint64_t b_lo = b & 0xFFFFFFFFu, b_hi = b >> 32;
     const uint64_t ll = a_lo * b_lo, lh = a_lo * b_hi, hl = a_hi * b_lo, hh = a_hi * b_hi;
@@ -21,7 +21,7 @@ int32_t TVC_FN(round_scaled_double)(int32_t acc, int64_t mant, int32_t exp) {
     const int negative = acc < 0;
     const uint64_t a = negative ? (uint64_t)(-(int64_t)acc) : (uint64_t)acc;
     uint64_t hi, lo;
-    tvc_mul_u64(a, (uint64_t)mant, &hi, &lo);
+    TVC_FN(mul_u64)(a, (uint64_t)mant, &hi, &lo);
     int32_t bits = 0; /* bit length of the 128-bit product */
     if (hi != 0) {
         uint64_t t = hi;
@@ -102,7 +102,7 @@ static inline int64_t tvc_dense_rq(const tvc_dense_t *p, int64_t acc, int32_t o)
 #if defined(__ARM_FEATURE_DSP)
 /* outputs o and o + 1 over one input row, each word of x extended once for both: 8 MACs per
  * three loads, six extends and four SMLADs. Out of line so that the loop has the registers. */
-static TVC_NOINLINE void tvc_dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t zp,
+static TVC_NOINLINE void TVC_FN(dot2_s8)(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t zp,
                                      int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1];
     const int16x2_t nz = tvc_neg_zp2(zp);
@@ -138,7 +138,7 @@ void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, c
             int8_t *y = out + r * p->out_dim;
             for (int32_t o = 0; o < pairs; o += 2) {
                 int32_t acc[2] = {bias ? bias[o] : 0, bias ? bias[o + 1] : 0};
-                tvc_dot2_s8(x, w + o * p->in_dim, w + (o + 1) * p->in_dim, p->in_dim, p->in_zp, acc);
+                TVC_FN(dot2_s8)(x, w + o * p->in_dim, w + (o + 1) * p->in_dim, p->in_dim, p->in_zp, acc);
                 y[o] = (int8_t)tvc_clamp32(tvc_dense_rq(p, acc[0], o), p->act_min, p->act_max);
                 y[o + 1] = (int8_t)tvc_clamp32(tvc_dense_rq(p, acc[1], o + 1), p->act_min, p->act_max);
             }

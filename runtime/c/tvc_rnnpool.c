@@ -118,7 +118,7 @@ static inline int16_t tvc_fastgrnn_unit(const tvc_fastgrnn_t *c, const int16_t *
 
 /* final state of a FastGRNN over `steps` inputs (W x already in Q11, `vw_step` int32s apart,
  * negative for backward sweeps) into h; the steps alternate between h and tmp */
-static void tvc_fastgrnn(const tvc_fastgrnn_t *c, const int16_t *sig, const int32_t *vw, int32_t vw_step,
+static void TVC_FN(fastgrnn)(const tvc_fastgrnn_t *c, const int16_t *sig, const int32_t *vw, int32_t vw_step,
                          int32_t steps, int16_t *h, int16_t *tmp) {
     const int32_t n = c->hidden;
     int16_t *cur = tmp, *next = h; /* first step writes h... unless the step count is even */
@@ -156,7 +156,7 @@ static void tvc_fastgrnn(const tvc_fastgrnn_t *c, const int16_t *sig, const int3
 }
 
 /* vw[s * out + u] = W[u] . x_s in Q11 for `count` int16 vectors x_s, `x_step` apart */
-static void tvc_project_s16(const int16_t *w, int32_t out, int32_t in, int32_t shift, const int16_t *x,
+static void TVC_FN(project_s16)(const int16_t *w, int32_t out, int32_t in, int32_t shift, const int16_t *x,
                             int32_t x_step, int32_t count, int32_t *vw) {
     for (int32_t s = 0; s < count; ++s, x += x_step, vw += out) {
         int32_t u = 0;
@@ -208,21 +208,21 @@ static void tvc_project_s16(const int16_t *w, int32_t out, int32_t in, int32_t s
                     for (int32_t c = 0; c < C; ++c) {                                              \
                         xs[c] = (int16_t)(x[c] - p->in_zp);                                        \
                     }                                                                              \
-                    tvc_project_s16(p->w1, h1, C, p->shift_w1, xs, 0, 1, vw1 + (i * pw + j) * h1); \
+                    TVC_FN(project_s16)(p->w1, h1, C, p->shift_w1, xs, 0, 1, vw1 + (i * pw + j) * h1); \
                 }                                                                                  \
             }                                                                                      \
             for (int32_t i = 0; i < ph; ++i) { /* row i sweeps left to right */                    \
-                tvc_fastgrnn(&rnn1, p->sigmoid, vw1 + i * pw * h1, h1, pw, summary + i * h1, tmp); \
+                TVC_FN(fastgrnn)(&rnn1, p->sigmoid, vw1 + i * pw * h1, h1, pw, summary + i * h1, tmp); \
             }                                                                                      \
             for (int32_t j = 0; j < pw; ++j) { /* column j sweeps top to bottom */                 \
-                tvc_fastgrnn(&rnn1, p->sigmoid, vw1 + j * h1, pw * h1, ph, summary + (ph + j) * h1, tmp); \
+                TVC_FN(fastgrnn)(&rnn1, p->sigmoid, vw1 + j * h1, pw * h1, ph, summary + (ph + j) * h1, tmp); \
             }                                                                                      \
-            tvc_project_s16(p->w2, h2, h1, p->shift_w2, summary, h1, ph + pw, vw2);                \
+            TVC_FN(project_s16)(p->w2, h2, h1, p->shift_w2, summary, h1, ph + pw, vw2);                \
             T *y = out + (oy * p->out_w + ox) * p->out_c;                                          \
             for (int32_t k = 0; k < 4; ++k) {                                                      \
                 const int32_t len = k < 2 ? ph : pw;                                               \
                 const int32_t *first = vw2 + ((k < 2 ? 0 : ph) + ((k & 1) ? len - 1 : 0)) * h2;    \
-                tvc_fastgrnn(&rnn2, p->sigmoid, first, (k & 1) ? -h2 : h2, len, state, tmp);       \
+                TVC_FN(fastgrnn)(&rnn2, p->sigmoid, first, (k & 1) ? -h2 : h2, len, state, tmp);       \
                 for (int32_t u = 0; u < h2; ++u) {                                                 \
                     const int64_t q = p->out_mult                                                  \
                                           ? (int64_t)tvc_mbqm(state[u], p->out_mult, p->out_shift) + p->out_zp \
@@ -242,7 +242,7 @@ void TVC_FN(rnnpool_s16)(const tvc_rnnpool_t *p, const int16_t *in, int32_t rows
 }
 
 /* conv output rows [r0, r1) into out: the same kernel on a window of the input rows */
-static tvc_conv_t tvc_conv_rows(const tvc_conv_t *p, int32_t r0, int32_t r1, int32_t *first_row) {
+static tvc_conv_t TVC_FN(conv_rows)(const tvc_conv_t *p, int32_t r0, int32_t r1, int32_t *first_row) {
     tvc_conv_t q = *p;
     const int32_t top = r0 * p->stride_h - p->pad_t;
     const int32_t start = top > 0 ? top : 0;
@@ -267,7 +267,7 @@ static tvc_conv_t tvc_conv_rows(const tvc_conv_t *p, int32_t r0, int32_t r1, int
             have_lo = lo;                                                                          \
         }                                                                                          \
         int32_t first;                                                                             \
-        const tvc_conv_t q = tvc_conv_rows(cp, have_hi, hi, &first);                               \
+        const tvc_conv_t q = TVC_FN(conv_rows)(cp, have_hi, hi, &first);                               \
         CONV_CALL;                                                                                 \
         have_hi = hi;                                                                              \
         TVC_RNNPOOL_CALL;                                                                          \

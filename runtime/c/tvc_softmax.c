@@ -2,7 +2,7 @@
  * output scale 1/256, zero point -128). SeeDot: exp by table, integer sum, one division. */
 #include "tvc_common.h"
 
-static int32_t tvc_sat_shl(int32_t x, int e) {
+static int32_t TVC_FN(sat_shl)(int32_t x, int e) {
     const int32_t threshold = (int32_t)((((uint32_t)1) << (31 - e)) - 1u);
     if (x > threshold) {
         return INT32_MAX;
@@ -14,7 +14,7 @@ static int32_t tvc_sat_shl(int32_t x, int e) {
 }
 
 /* exp on [-1/4, 0): F0 in, F0 out */
-static int32_t tvc_exp_quarter(int32_t a) {
+static int32_t TVC_FN(exp_quarter)(int32_t a) {
     const int32_t constant_term = 1895147668;
     const int32_t constant_1_over_3 = 715827883;
     const int32_t x = a + (1 << 28);
@@ -27,12 +27,12 @@ static int32_t tvc_exp_quarter(int32_t a) {
 }
 
 /* gemmlowp exp_on_negative_values for F5 input (5 integer bits), F0 output */
-static int32_t tvc_exp_negative_f5(int32_t a) {
+static int32_t TVC_FN(exp_negative_f5)(int32_t a) {
     static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
                                            39332535, 720401, 242};
     const int32_t one_quarter = 1 << 24;
     const int32_t a_mod = (a & (one_quarter - 1)) - one_quarter;
-    int32_t result = tvc_exp_quarter(tvc_sat_shl(a_mod, 5));
+    int32_t result = TVC_FN(exp_quarter)(TVC_FN(sat_shl)(a_mod, 5));
     const int32_t remainder = a_mod - a;
     for (int k = 0; k < 7; ++k) { /* exponents -2 .. 4 */
         if (remainder & (1 << (26 - 2 + k))) {
@@ -42,18 +42,18 @@ static int32_t tvc_exp_negative_f5(int32_t a) {
     return a == 0 ? INT32_MAX : result;
 }
 
-static int32_t tvc_one_over_one_plus_x(int32_t a) {
+static int32_t TVC_FN(one_over_one_plus_x)(int32_t a) {
     const int64_t sum = (int64_t)a + INT32_MAX;
     const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
     int32_t x = 1515870810 + tvc_srdhm(half_denominator, -1010580540);
     for (int i = 0; i < 3; ++i) {
         const int32_t one_minus = (1 << 29) - tvc_srdhm(half_denominator, x);
-        x = x + tvc_sat_shl(tvc_srdhm(x, one_minus), 2);
+        x = x + TVC_FN(sat_shl)(tvc_srdhm(x, one_minus), 2);
     }
-    return tvc_sat_shl(x, 1);
+    return TVC_FN(sat_shl)(x, 1);
 }
 
-static int tvc_clz32(uint32_t x) {
+static int TVC_FN(clz32)(uint32_t x) {
     int n = 32;
     while (x) {
         --n;
@@ -75,18 +75,18 @@ void TVC_FN(softmax_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out) {
             const int32_t diff = (int32_t)x[c] - max_in_row;
             if (diff >= p->diff_min) {
                 const int32_t scaled = tvc_srdhm((int32_t)((uint32_t)diff << p->left_shift), p->mult);
-                sum_of_exps += tvc_rdbpot(tvc_exp_negative_f5(scaled), 12);
+                sum_of_exps += tvc_rdbpot(TVC_FN(exp_negative_f5)(scaled), 12);
             }
         }
-        const int headroom_plus_one = tvc_clz32((uint32_t)sum_of_exps);
+        const int headroom_plus_one = TVC_FN(clz32)((uint32_t)sum_of_exps);
         const int num_bits_over_unit = 12 - headroom_plus_one;
         const int32_t shifted = (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - (((uint32_t)1) << 31));
-        const int32_t recip = tvc_one_over_one_plus_x(shifted);
+        const int32_t recip = TVC_FN(one_over_one_plus_x)(shifted);
         for (int32_t c = 0; c < p->depth; ++c) {
             const int32_t diff = (int32_t)x[c] - max_in_row;
             if (diff >= p->diff_min) {
                 const int32_t scaled = tvc_srdhm((int32_t)((uint32_t)diff << p->left_shift), p->mult);
-                const int32_t e = tvc_exp_negative_f5(scaled);
+                const int32_t e = TVC_FN(exp_negative_f5)(scaled);
                 const int32_t v = tvc_rdbpot(tvc_srdhm(recip, e), num_bits_over_unit + 31 - 8) - 128;
                 y[c] = (int8_t)tvc_clamp32(v, -128, 127);
             } else {
@@ -117,11 +117,11 @@ void TVC_FN(softmax_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out) {
         }                                                                                     \
     }
 
-static int32_t tvc_exp_s8(const tvc_softmax_t *p, int32_t d) {
+static int32_t TVC_FN(exp_s8)(const tvc_softmax_t *p, int32_t d) {
     return p->exp_table[(d < -128 ? -128 : d) + 128];
 }
 
-static int32_t tvc_exp_s16(const tvc_softmax_t *p, int32_t d) {
+static int32_t TVC_FN(exp_s16)(const tvc_softmax_t *p, int32_t d) {
     const int32_t v = (d < -32768 ? -32768 : d) + 32768;
     const int32_t step_bits = 16 - p->table_bits;
     const int32_t idx = v >> step_bits, frac = v & ((1 << step_bits) - 1);
@@ -130,8 +130,8 @@ static int32_t tvc_exp_s16(const tvc_softmax_t *p, int32_t d) {
     return tvc_clamp32(y, -32768, 32767);
 }
 
-#define TVC_EXP8(d) tvc_exp_s8(p, (d))
-#define TVC_EXP16(d) tvc_exp_s16(p, (d))
+#define TVC_EXP8(d) TVC_FN(exp_s8)(p, (d))
+#define TVC_EXP16(d) TVC_FN(exp_s16)(p, (d))
 
 void TVC_FN(softmax_pow2_s8)(const tvc_softmax_t *p, const int8_t *in, int8_t *out) {
     TVC_SOFTMAX_POW2_BODY(int8_t, -128, 127, TVC_EXP8)

@@ -1,5 +1,6 @@
-"""Fit benchmark: for each test model, what tvc's C costs on the Cortex-M4 twin, and (for the
-int8 .tflite models) the smallest TFLite Micro arena that runs the same model.
+"""Fit benchmark: for each test model, what tvc's C costs on the Cortex-M4 twin (int8; three
+networks also as SeeDot int16), and (for the int8 .tflite models) the smallest TFLite Micro arena
+that runs the same model.
 
 Instruction counts come from QEMU -icount (deterministic); memory from the linked ELF.
 Run: ./bench.sh (writes benchmarks/results/fit.json and prints the README table).
@@ -23,10 +24,12 @@ from tvc_models.synthetic import mask_images  # noqa: E402
 from tvc_models.zoo import MODEL_NAMES, build  # noqa: E402
 
 from compiler.compile import CompileOptions, compile_model  # noqa: E402
+from compiler.ir.tensor import DTYPES  # noqa: E402
 from compiler.loader import load_model  # noqa: E402
 from compiler.tools.boards import get_board  # noqa: E402
 from compiler.tools.qemu import run_qemu  # noqa: E402
 
+SEEDOT16_MODELS = ("resnet9", "mobilenet_v1_025", "shufflenet_v2")
 TFLITE_MODELS = ("mobilenet_v1_025", "conv", "depthwise", "add_concat", "pools", "softmax_head")
 
 
@@ -51,15 +54,28 @@ def tflm_arena(blob: bytes, x: np.ndarray) -> int:
     return hi
 
 
-def measure(path: Path, out: Path, calib: Path | None) -> dict[str, object]:
+def measure(
+    path: Path, out: Path, calib: Path | None, quant: str = "affine", bits: str = "8"
+) -> dict[str, object]:
     opts = CompileOptions(
-        model=str(path), target="mps2-an386", out=str(out), calib=str(calib) if calib else None
+        model=str(path),
+        target="mps2-an386",
+        out=str(out),
+        calib=str(calib) if calib else None,
+        quant=quant,
+        bits=bits,
     )
     _, report = compile_model(opts)
     graph = load_model(out)
     rng = np.random.default_rng(0)
+    top = 128 if bits == "8" else 4096
     samples = [
-        {i: rng.integers(-128, 128, graph.tensors[i].shape).astype(np.int8) for i in graph.inputs}
+        {
+            i: rng.integers(-top, top, graph.tensors[i].shape).astype(
+                DTYPES[graph.tensors[i].dtype]
+            )
+            for i in graph.inputs
+        }
         for _ in range(2)
     ]
     _, instructions = run_qemu(out, graph, get_board("mps2-an386"), samples)
@@ -89,6 +105,10 @@ def main() -> None:
             model, shape = build(name)
             onnx = export(model, shape, work / f"{name}.onnx")
             results[f"pytorch/{name}"] = measure(onnx, work / name, work / "calib.npy")
+        for name in SEEDOT16_MODELS:  # the int16 kernels (SMLALD) on the same networks
+            results[f"pytorch-seedot16/{name}"] = measure(
+                work / f"{name}.onnx", work / f"s16_{name}", work / "calib.npy", "seedot", "16"
+            )
         for name in TFLITE_MODELS:
             blob = build_tflite(name)
             path = work / f"{name}.tflite"

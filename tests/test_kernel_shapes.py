@@ -44,9 +44,10 @@ class KernelShapes(nn.Module):
             nn.Conv2d(12, 12, 3, padding=2, dilation=2, groups=12),  # dilated
             nn.Conv2d(12, 10, 1),
             nn.Conv2d(10, 10, 3, padding=1, groups=10),  # 8 SIMD channels + 2 plain
-            nn.Conv2d(10, 20, 3, padding=1, groups=10),  # multiplier 2: plain loop
+            nn.Conv2d(10, 20, 3, padding=1, groups=10),  # multiplier 2: gathered lanes
             relu(),
-            nn.Conv2d(20, 16, 3, padding=(1, 0), stride=(1, 2)),  # asymmetric stride/padding
+            nn.Conv2d(20, 60, 3, padding=1, groups=20),  # multiplier 3: lanes across channels
+            nn.Conv2d(60, 16, 3, padding=(1, 0), stride=(1, 2)),  # asymmetric stride/padding
         )
         self.fc = nn.Linear(16 * 4 * 1, 7)  # in 64, out 7: pairs plus one
 

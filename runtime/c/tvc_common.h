@@ -31,11 +31,14 @@
 #define TVC_SECTION(name)
 #endif
 
-/* hot loops kept out of line, so that their registers are not shared with the caller's */
+/* hot loops kept out of line, so that their registers are not shared with the caller's; bodies
+ * specialized by a constant argument always inlined into their out-of-line callers */
 #if defined(__GNUC__)
 #define TVC_NOINLINE __attribute__((noinline))
+#define TVC_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define TVC_NOINLINE
+#define TVC_ALWAYS_INLINE inline
 #endif
 
 #if defined(__ARM_FEATURE_DSP)

@@ -236,7 +236,7 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
 /* where a depthwise output row's taps lie (byte steps between taps), for channels [0, c4) */
 typedef struct {
     int32_t x_row, x_col, w_row, w_col, zp, c4;
-    int32_t out_w, in_w, in_c, k_w, stride_w, dil_w, pad_l;
+    int32_t out_w, in_w, in_c, k_w, stride_w, dil_w, pad_l, mult;
     tvc_rq_t rq;
 } tvc_dw_geo_t;
 
@@ -252,7 +252,29 @@ typedef struct {
         a0 = __smlabb(x02, w02, a0);                                                     \
         a2 = __smlatt(x02, w02, a2);                                                     \
     } while (0)
+/* channel multiplier 2: lanes read input channels c, c, c + 1, c + 1; the halfword h = (x_c,
+ * x_c+1) as h | h << 8 has them in bytes 0 and 2, where SXTAB16 takes them from */
+#define TVC_DW4_TAP_M2(XP, WP)                                                           \
+    do {                                                                                 \
+        uint16_t h_;                                                                     \
+        memcpy(&h_, (XP), 2);                                                            \
+        const int16x2_t xx = __sxtab16(nz, (int32_t)((uint32_t)h_ | ((uint32_t)h_ << 8))); \
+        const int32_t wv = tvc_load32(WP);                                               \
+        const int16x2_t w02 = __sxtb16(wv), w13 = tvc_sxtb16_ror8(wv);                   \
+        a0 = __smlabb(xx, w02, a0);                                                      \
+        a2 = __smlatt(xx, w02, a2);                                                      \
+        a1 = __smlabb(xx, w13, a1);                                                      \
+        a3 = __smlatt(xx, w13, a3);                                                      \
+    } while (0)
 #else
+#define TVC_DW4_TAP_M2(XP, WP)                                                           \
+    do {                                                                                 \
+        const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
+        a0 += ((int32_t)xp_[0] - zp) * wp_[0];                                           \
+        a1 += ((int32_t)xp_[0] - zp) * wp_[1];                                           \
+        a2 += ((int32_t)xp_[1] - zp) * wp_[2];                                           \
+        a3 += ((int32_t)xp_[1] - zp) * wp_[3];                                           \
+    } while (0)
 #define TVC_DW4_TAP(XP, WP)                                                              \
     do {                                                                                 \
         const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
@@ -263,15 +285,16 @@ typedef struct {
     } while (0)
 #endif
 
-/* one output row of a multiplier-1 depthwise conv, four channels at a time with the sums in
+/* one output row of a depthwise conv, four output channels at a time with the sums in
  * registers; (x, w) at the first valid kernel row (rows of them) of column 0 and channel 0.
- * Out of line, once per row, so that the taps have the registers to themselves. */
-static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
-                                       int32_t rows, const int32_t *bias, int8_t *y) {
+ * Inlined into two out-of-line functions, one per value of the constant `unit` (multiplier 1
+ * or not), so that each is compiled with only its own branches: register allocation of the
+ * multiplier-1 taps suffers from the others' presence. */
+static TVC_ALWAYS_INLINE void tvc_dw_row(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
+                                         int32_t rows, const int32_t *bias, int8_t *y, const int32_t unit) {
+    const int32_t zp = g->zp, mult = unit ? 1 : g->mult;
 #if defined(__ARM_FEATURE_DSP)
-    const int16x2_t nz = tvc_neg_zp2(g->zp);
-#else
-    const int32_t zp = g->zp;
+    const int16x2_t nz = tvc_neg_zp2(zp);
 #endif
     const tvc_rq_t rq = g->rq;
     const int32_t x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, w_col = g->w_col, c4 = g->c4;
@@ -290,29 +313,50 @@ static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *
                 a2 = bias[ch + 2];
                 a3 = bias[ch + 3];
             }
-            const int8_t *xr = x + ch, *wr = w + ch;
-            if (full3) { /* the whole 3x3 window: straight-line taps */
-                for (int32_t r = 0; r < 3; ++r, xr += x_row, wr += w_row) {
-                    TVC_DW4_TAP(xr, wr);
-                    TVC_DW4_TAP(xr + x_col, wr + x_col);
-                    TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
+            const int32_t ic0 = mult == 1 ? ch : ch / mult; /* input channel of output ch */
+            const int8_t *xr = x + ic0, *wr = w + ch;
+            if (unit) {
+                if (full3) { /* the whole 3x3 window: straight-line taps */
+                    for (int32_t r = 0; r < 3; ++r, xr += x_row, wr += w_row) {
+                        TVC_DW4_TAP(xr, wr);
+                        TVC_DW4_TAP(xr + x_col, wr + x_col);
+                        TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
+                    }
+                } else if (cols == 3 && x_col == w_col) { /* edge rows cut: each row straight-line */
+                    for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                        TVC_DW4_TAP(xr, wr);
+                        TVC_DW4_TAP(xr + x_col, wr + x_col);
+                        TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
+                    }
+                } else if (cols == 2 && x_col == w_col) { /* a left or right edge of a 3-wide window */
+                    for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                        TVC_DW4_TAP(xr, wr);
+                        TVC_DW4_TAP(xr + x_col, wr + x_col);
+                    }
+                } else {
+                    for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                        const int8_t *xc = xr, *wc = wr;
+                        for (int32_t c = 0; c < cols; ++c, xc += x_col, wc += w_col) {
+                            TVC_DW4_TAP(xc, wc);
+                        }
+                    }
                 }
-            } else if (cols == 3 && x_col == w_col) { /* edge rows cut: each row straight-line */
-                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
-                    TVC_DW4_TAP(xr, wr);
-                    TVC_DW4_TAP(xr + x_col, wr + x_col);
-                    TVC_DW4_TAP(xr + 2 * x_col, wr + 2 * x_col);
-                }
-            } else if (cols == 2 && x_col == w_col) { /* a left or right edge of a 3-wide window */
-                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
-                    TVC_DW4_TAP(xr, wr);
-                    TVC_DW4_TAP(xr + x_col, wr + x_col);
-                }
-            } else {
+            } else if (mult == 2) {
                 for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
                     const int8_t *xc = xr, *wc = wr;
                     for (int32_t c = 0; c < cols; ++c, xc += x_col, wc += w_col) {
-                        TVC_DW4_TAP(xc, wc);
+                        TVC_DW4_TAP_M2(xc, wc);
+                    }
+                }
+            } else { /* any other multiplier: lane k reads input channel (ch + k) / mult */
+                const int32_t o1 = (ch + 1) / mult - ic0, o2 = (ch + 2) / mult - ic0, o3 = (ch + 3) / mult - ic0;
+                for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
+                    const int8_t *xc = xr, *wc = wr;
+                    for (int32_t c = 0; c < cols; ++c, xc += x_col, wc += w_col) {
+                        a0 += ((int32_t)xc[0] - zp) * wc[0];
+                        a1 += ((int32_t)xc[o1] - zp) * wc[1];
+                        a2 += ((int32_t)xc[o2] - zp) * wc[2];
+                        a3 += ((int32_t)xc[o3] - zp) * wc[3];
                     }
                 }
             }
@@ -326,6 +370,17 @@ static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *
     }
 }
 
+static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *x_base, const int8_t *w_base,
+                                           int32_t rows, const int32_t *bias, int8_t *y) {
+    tvc_dw_row(g, x_base, w_base, rows, bias, y, 1);
+}
+
+static TVC_NOINLINE void TVC_FN(dw_row_mult_s8)(const tvc_dw_geo_t *g, const int8_t *x_base,
+                                                const int8_t *w_base, int32_t rows, const int32_t *bias,
+                                                int8_t *y) {
+    tvc_dw_row(g, x_base, w_base, rows, bias, y, 0);
+}
+
 /* depthwise: out channel oc reads input channel oc / mult; weights [KH][KW][C_out] so that a
  * run of output channels reads contiguous weights */
 void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w_hwc, const int32_t *bias,
@@ -336,7 +391,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                             p->k_w * p->out_c,
                             p->out_c,
                             p->in_zp,
-                            mult == 1 ? p->out_c & ~3 : 0,
+                            p->out_c & ~3,
                             p->out_w,
                             p->in_w,
                             p->in_c,
@@ -344,6 +399,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                             p->stride_w,
                             p->dil_w,
                             p->pad_l,
+                            mult,
                             tvc_rq_of(p)};
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
@@ -351,8 +407,13 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
         tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
         int8_t *y_row = out + oy * p->out_w * p->out_c;
         if (g.c4 > 0) {
-            TVC_FN(dw_row_s8)(&g, in + (iy0 + ky_lo * p->dil_h) * p->in_w * p->in_c, w_hwc + ky_lo * p->k_w * p->out_c,
-                          ky_hi - ky_lo, bias, y_row);
+            const int8_t *x0 = in + (iy0 + ky_lo * p->dil_h) * p->in_w * p->in_c;
+            const int8_t *w0 = w_hwc + ky_lo * p->k_w * p->out_c;
+            if (mult == 1) {
+                TVC_FN(dw_row_s8)(&g, x0, w0, ky_hi - ky_lo, bias, y_row);
+            } else {
+                TVC_FN(dw_row_mult_s8)(&g, x0, w0, ky_hi - ky_lo, bias, y_row);
+            }
         }
         if (g.c4 == p->out_c) {
             continue;

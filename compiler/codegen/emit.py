@@ -196,6 +196,7 @@ def emit_c(
         "steps": steps,
         "consts": consts,
         "cmsis": kernels == "cmsis-nn",
+        "features": sorted(low.features),
         "extra_arenas": [
             {
                 "c": f"{name}_arena_{r.lower()}",

@@ -107,6 +107,7 @@ class Lowering:
         self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self.weight_symbols: dict[str, str] = {}
         self.used: set[str] = set()
+        self.features: set[str] = set()  # macros for tvc_prefix.h: optional kernel paths
         self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
         regions = patch_regions(graph) if plan.patchwise else []
         self.patch_convs = {r.conv for r in regions}
@@ -225,6 +226,8 @@ class Lowering:
             assert w is not None
             self.replaced.add(node.inputs[1])
             hwc = self._table(low, f"{name}_w", "int8_t", w.transpose(1, 2, 0, 3).reshape(-1))
+            if oc != c:  # a channel multiplier: compile in its four-lane path
+                self.features.add("TVC_DW_MULTIPLIER")
             low.stmts.append(
                 self.call(
                     "depthwise_s8",

@@ -233,6 +233,15 @@ void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, c
     TVC_CONV_LOOPS(int8_t, int32_t, TVC_CONV_DOT_S8)
 }
 
+/* The four-lane path for channel multipliers above 1 costs ~1.5 KB of flash, so it is compiled
+ * in only when the model has such a layer (its tvc_prefix.h defines TVC_DW_MULTIPLIER);
+ * without it they take the plain per-channel loop, with the same results. */
+#if defined(TVC_DW_MULTIPLIER)
+#define TVC_DW_MULT_LANES 1
+#else
+#define TVC_DW_MULT_LANES 0
+#endif
+
 /* where a depthwise output row's taps lie (byte steps between taps), for channels [0, c4) */
 typedef struct {
     int32_t x_row, x_col, w_row, w_col, zp, c4;
@@ -375,11 +384,13 @@ static TVC_NOINLINE void TVC_FN(dw_row_s8)(const tvc_dw_geo_t *g, const int8_t *
     tvc_dw_row(g, x_base, w_base, rows, bias, y, 1);
 }
 
+#if defined(TVC_DW_MULTIPLIER)
 static TVC_NOINLINE void TVC_FN(dw_row_mult_s8)(const tvc_dw_geo_t *g, const int8_t *x_base,
                                                 const int8_t *w_base, int32_t rows, const int32_t *bias,
                                                 int8_t *y) {
     tvc_dw_row(g, x_base, w_base, rows, bias, y, 0);
 }
+#endif
 
 /* depthwise: out channel oc reads input channel oc / mult; weights [KH][KW][C_out] so that a
  * run of output channels reads contiguous weights */
@@ -391,7 +402,7 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
                             p->k_w * p->out_c,
                             p->out_c,
                             p->in_zp,
-                            p->out_c & ~3,
+                            mult == 1 || TVC_DW_MULT_LANES ? p->out_c & ~3 : 0,
                             p->out_w,
                             p->in_w,
                             p->in_c,
@@ -411,9 +422,12 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
             const int8_t *w0 = w_hwc + ky_lo * p->k_w * p->out_c;
             if (mult == 1) {
                 TVC_FN(dw_row_s8)(&g, x0, w0, ky_hi - ky_lo, bias, y_row);
-            } else {
+            }
+#if defined(TVC_DW_MULTIPLIER)
+            else {
                 TVC_FN(dw_row_mult_s8)(&g, x0, w0, ky_hi - ky_lo, bias, y_row);
             }
+#endif
         }
         if (g.c4 == p->out_c) {
             continue;

@@ -220,17 +220,17 @@ class Lowering:
         bias = self.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
         self._check_bias(node, dt)
         groups = int(a["groups"])  # type: ignore[call-overload]
-        if dt == "i8" and groups > 1 and groups == c:
+        if groups > 1 and groups == c:
             # depthwise: weights as [KH][KW][C_out], so runs of output channels read contiguously
             w = self.g.tensors[node.inputs[1]].data
             assert w is not None
             self.replaced.add(node.inputs[1])
-            hwc = self._table(low, f"{name}_w", "int8_t", w.transpose(1, 2, 0, 3).reshape(-1))
-            if oc != c:  # a channel multiplier: compile in its four-lane path
+            hwc = self._table(low, f"{name}_w", C_TYPES[dt], w.transpose(1, 2, 0, 3).reshape(-1))
+            if oc != c and dt == "i8":  # a channel multiplier: compile in its four-lane path
                 self.features.add("TVC_DW_MULTIPLIER")
             low.stmts.append(
                 self.call(
-                    "depthwise_s8",
+                    f"depthwise_{SUFFIX[dt]}",
                     f"&{name}",
                     self.ptr(node.inputs[0]),
                     hwc,

@@ -270,6 +270,8 @@ typedef struct {
 void TVC_FN(conv2d_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                        int16_t *scratch, int8_t *out);
 void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w_hwc, const int32_t *bias, int8_t *out);
+void TVC_FN(depthwise_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w_hwc, const int64_t *bias,
+                           int16_t *out);
 void TVC_FN(conv2d_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w, const int64_t *bias, int16_t *out);
 void TVC_FN(dense_s8)(const tvc_dense_t *p, const int8_t *in, const int8_t *w, const int32_t *bias, int8_t *out);
 void TVC_FN(dense_s16)(const tvc_dense_t *p, const int16_t *in, const int16_t *w, const int64_t *bias, int16_t *out);

@@ -452,6 +452,55 @@ void TVC_FN(depthwise_s8)(const tvc_conv_t *p, const int8_t *in, const int8_t *w
     }
 }
 
+/* int16 depthwise (SeeDot: zero points 0), weights [KH][KW][C_out] as for int8: out channel oc
+ * reads input channel oc / mult; two channels per pass when mult is 1 (adjacent in input and
+ * weights), each with its 64-bit sum (SMLALBB/SMLALTT on Arm) */
+void TVC_FN(depthwise_s16)(const tvc_conv_t *p, const int16_t *in, const int16_t *w_hwc, const int64_t *bias,
+                           int16_t *out) {
+    const int32_t mult = p->out_c / p->in_c;
+    const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_col = p->dil_w * p->in_c;
+    const int32_t w_row = p->k_w * p->out_c, w_col = p->out_c;
+    const int32_t pairs = mult == 1 ? p->out_c & ~1 : 0;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        int32_t ky_lo, ky_hi;
+        tvc_tap_range(iy0, p->dil_h, p->k_h, p->in_h, &ky_lo, &ky_hi);
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int32_t kx_lo, kx_hi;
+            tvc_tap_range(ix0, p->dil_w, p->k_w, p->in_w, &kx_lo, &kx_hi);
+            const int16_t *x0 = in + ((iy0 + ky_lo * p->dil_h) * p->in_w + ix0 + kx_lo * p->dil_w) * p->in_c;
+            const int16_t *w0 = w_hwc + (ky_lo * p->k_w + kx_lo) * p->out_c;
+            int16_t *y = out + (oy * p->out_w + ox) * p->out_c;
+            int32_t oc = 0;
+            for (; oc < pairs; oc += 2) {
+                int64_t a0 = bias ? bias[oc] : 0, a1 = bias ? bias[oc + 1] : 0;
+                const int16_t *xr = x0 + oc, *wr = w0 + oc;
+                for (int32_t ky = ky_lo; ky < ky_hi; ++ky, xr += x_row, wr += w_row) {
+                    const int16_t *xc = xr, *wc = wr;
+                    for (int32_t kx = kx_lo; kx < kx_hi; ++kx, xc += x_col, wc += w_col) {
+                        a0 += (int64_t)((int32_t)xc[0] * (int32_t)wc[0]);
+                        a1 += (int64_t)((int32_t)xc[1] * (int32_t)wc[1]);
+                    }
+                }
+                y[oc] = (int16_t)tvc_clamp32(tvc_conv_requant(p, a0, oc), p->act_min, p->act_max);
+                y[oc + 1] = (int16_t)tvc_clamp32(tvc_conv_requant(p, a1, oc + 1), p->act_min, p->act_max);
+            }
+            for (; oc < p->out_c; ++oc) {
+                int64_t acc = bias ? bias[oc] : 0;
+                const int16_t *xr = x0 + oc / mult, *wr = w0 + oc;
+                for (int32_t ky = ky_lo; ky < ky_hi; ++ky, xr += x_row, wr += w_row) {
+                    const int16_t *xc = xr, *wc = wr;
+                    for (int32_t kx = kx_lo; kx < kx_hi; ++kx, xc += x_col, wc += w_col) {
+                        acc += (int64_t)((int32_t)xc[0] * (int32_t)wc[0]);
+                    }
+                }
+                y[oc] = (int16_t)tvc_clamp32(tvc_conv_requant(p, acc, oc), p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 #if defined(__ARM_FEATURE_DSP)
 /* one output pixel of an int16 conv (groups 1, dil_w 1), two output channels at a time: each
  * kernel row's taps are one contiguous run of input and of weights, each input word loaded

@@ -249,6 +249,17 @@ typedef struct {
     tvc_rq_t rq;
 } tvc_dw_geo_t;
 
+/* four output channels of one tap in plain C: lane k reads input channel offset Ok (Ok = k for
+ * multiplier 1, 0 0 1 1 for 2, (ch + k) / mult - ch / mult in general) */
+#define TVC_DW4_GATHER(XP, WP, O1, O2, O3)                                               \
+    do {                                                                                 \
+        const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
+        a0 += ((int32_t)xp_[0] - zp) * wp_[0];                                           \
+        a1 += ((int32_t)xp_[O1] - zp) * wp_[1];                                          \
+        a2 += ((int32_t)xp_[O2] - zp) * wp_[2];                                          \
+        a3 += ((int32_t)xp_[O3] - zp) * wp_[3];                                          \
+    } while (0)
+
 #if defined(__ARM_FEATURE_DSP)
 /* four channels of one tap: x - zp formed exactly in int16 lanes by SXTAB16, one MLA each */
 #define TVC_DW4_TAP(XP, WP)                                                              \
@@ -276,22 +287,8 @@ typedef struct {
         a3 = __smlatt(xx, w13, a3);                                                      \
     } while (0)
 #else
-#define TVC_DW4_TAP_M2(XP, WP)                                                           \
-    do {                                                                                 \
-        const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
-        a0 += ((int32_t)xp_[0] - zp) * wp_[0];                                           \
-        a1 += ((int32_t)xp_[0] - zp) * wp_[1];                                           \
-        a2 += ((int32_t)xp_[1] - zp) * wp_[2];                                           \
-        a3 += ((int32_t)xp_[1] - zp) * wp_[3];                                           \
-    } while (0)
-#define TVC_DW4_TAP(XP, WP)                                                              \
-    do {                                                                                 \
-        const int8_t *xp_ = (XP), *wp_ = (WP);                                           \
-        a0 += ((int32_t)xp_[0] - zp) * wp_[0];                                           \
-        a1 += ((int32_t)xp_[1] - zp) * wp_[1];                                           \
-        a2 += ((int32_t)xp_[2] - zp) * wp_[2];                                           \
-        a3 += ((int32_t)xp_[3] - zp) * wp_[3];                                           \
-    } while (0)
+#define TVC_DW4_TAP_M2(XP, WP) TVC_DW4_GATHER(XP, WP, 0, 1, 1)
+#define TVC_DW4_TAP(XP, WP) TVC_DW4_GATHER(XP, WP, 1, 2, 3)
 #endif
 
 /* one output row of a depthwise conv, four output channels at a time with the sums in
@@ -362,10 +359,7 @@ static TVC_ALWAYS_INLINE void tvc_dw_row(const tvc_dw_geo_t *g, const int8_t *x_
                 for (int32_t r = 0; r < rows; ++r, xr += x_row, wr += w_row) {
                     const int8_t *xc = xr, *wc = wr;
                     for (int32_t c = 0; c < cols; ++c, xc += x_col, wc += w_col) {
-                        a0 += ((int32_t)xc[0] - zp) * wc[0];
-                        a1 += ((int32_t)xc[o1] - zp) * wc[1];
-                        a2 += ((int32_t)xc[o2] - zp) * wc[2];
-                        a3 += ((int32_t)xc[o3] - zp) * wc[3];
+                        TVC_DW4_GATHER(xc, wc, o1, o2, o3);
                     }
                 }
             }

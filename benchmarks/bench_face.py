@@ -24,14 +24,14 @@ sys.path.insert(0, str(ROOT / "tools"))
 from tvc_models import face  # noqa: E402
 
 from compiler.compile import CompileOptions, compile_model  # noqa: E402
-from compiler.ir.interpreter import run_graph  # noqa: E402
-from compiler.loader import load_model  # noqa: E402
-from compiler.runio import (  # noqa: E402
+from compiler.frontend.loader import load_model  # noqa: E402
+from compiler.ir.boundary import (  # noqa: E402
     dequantize_outputs,
     from_graph_layout,  # noqa: E402
     quantize_inputs,
     to_graph_layout,
 )
+from compiler.ir.interpreter import run_graph  # noqa: E402
 from compiler.tools.boards import get_board  # noqa: E402
 from compiler.tools.qemu import run_qemu  # noqa: E402
 

@@ -24,8 +24,8 @@ from tvc_models.synthetic import mask_images  # noqa: E402
 from tvc_models.zoo import MODEL_NAMES, build  # noqa: E402
 
 from compiler.compile import CompileOptions, compile_model  # noqa: E402
+from compiler.frontend.loader import load_model  # noqa: E402
 from compiler.ir.tensor import DTYPES  # noqa: E402
-from compiler.loader import load_model  # noqa: E402
 from compiler.tools.boards import get_board  # noqa: E402
 from compiler.tools.qemu import run_qemu  # noqa: E402
 

@@ -24,7 +24,7 @@ from tvc_models.synthetic import mask_images  # noqa: E402
 from tvc_models.zoo import build  # noqa: E402
 
 from compiler.compile import CompileOptions, compile_model  # noqa: E402
-from compiler.loader import load_model  # noqa: E402
+from compiler.frontend.loader import load_model  # noqa: E402
 from compiler.tools.boards import get_board  # noqa: E402
 from compiler.tools.qemu import emulate  # noqa: E402
 from compiler.tools.report import layer_table  # noqa: E402

@@ -15,9 +15,9 @@ from tvc_models.zoo import ResNet9, _randomize_bn
 
 from compiler.frontend.onnx import load_onnx
 from compiler.passes.manager import run_passes
-from compiler.passes.quantize_affine import quantize_affine
-from compiler.passes.quantize_seedot import search_seedot
+from compiler.quant.affine import quantize_affine
 from compiler.quant.calibrate import observe_ranges
+from compiler.quant.seedot import search_seedot
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,33 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from compiler import __version__
-from compiler.errors import EXIT_INTERNAL, TvcError, UsageError
+from compiler.compile import CompileOptions, compile_model
+from compiler.errors import EXIT_BUDGET, EXIT_INTERNAL, TvcError, UsageError
+from compiler.frontend.loader import load_model
+from compiler.frontend.onnx import parse_input_shapes
+from compiler.ir.boundary import (
+    dequantize_outputs,
+    from_graph_layout,
+    quantize_inputs,
+    read_inputs,
+    to_graph_layout,
+    write_outputs,
+)
+from compiler.ir.interpreter import run_graph
+from compiler.ir.text import print_graph
+from compiler.passes.manager import STAGES, run_passes
+from compiler.tools.boards import all_boards, get_board, parse_size
+from compiler.tools.elf import read_elf
+from compiler.tools.host import build_host, run_host
+from compiler.tools.qemu import emulate
+from compiler.tools.report import layer_table, summary_text
 
 
 def _parser() -> argparse.ArgumentParser:
-    from compiler.passes.manager import STAGES
-
     p = argparse.ArgumentParser(
         prog="tvc",
         description="Compile trained neural networks (ONNX) into standalone C for Arm Cortex-M.",
@@ -143,17 +162,12 @@ def _floats(text: str) -> list[float]:
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from compiler.frontend.onnx import parse_input_shapes
-    from compiler.loader import load_model
-    from compiler.passes.manager import run_passes
 
     graph = load_model(args.model, parse_input_shapes(args.input_shape))
     return run_passes(graph, args.after)
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
-    from compiler.ir.text import print_graph
-
     text = print_graph(_load(args), full=args.full)
     if args.output:
         args.output.write_text(text)
@@ -163,19 +177,6 @@ def cmd_ir(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from compiler.ir.interpreter import run_graph
-    from compiler.runio import (
-        dequantize_outputs,
-        from_graph_layout,
-        quantize_inputs,
-        read_inputs,
-        to_graph_layout,
-        write_outputs,
-    )
-
     graph = _load(args)
     quantized = any(t.dtype in ("i8", "i16") for t in graph.tensors.values() if not t.is_const)
     if args.engine == "float" and quantized:
@@ -192,14 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     feeds = quantize_inputs(graph, to_graph_layout(graph, read_inputs(graph, args.input)))
     if args.engine == "host":
-        from compiler.tools.host import build_host, run_host
-
         raw = run_host(build_host(Path(args.model), graph), graph, [feeds])[0]
     elif args.engine == "qemu":
         import json as _json
-
-        from compiler.tools.boards import get_board
-        from compiler.tools.qemu import emulate
 
         target = args.board or _json.loads((Path(args.model) / "report.json").read_text())["target"]
         result = emulate(Path(args.model), graph, get_board(target), [feeds], profile=args.profile)
@@ -232,10 +228,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from compiler.compile import CompileOptions, compile_model
-    from compiler.frontend.onnx import parse_input_shapes
-    from compiler.tools.report import summary_text
-
     opts = CompileOptions(
         model=args.model,
         target=args.target,
@@ -262,11 +254,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from compiler.tools.boards import all_boards
-
     table = Table(title="boards")
     for col in ("name", "cpu", "DSP", "clock", "RAM", "flash", "emulator"):
         table.add_column(col, no_wrap=True)
@@ -287,8 +274,6 @@ def cmd_boards(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    from compiler.tools.report import summary_text
-
     path = args.outdir / "report.json"
     if not path.is_file():
         raise UsageError(f"{args.outdir}: no report.json (not a tvc compile output directory)")
@@ -297,10 +282,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_profile(graph, per_step: list[int]) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.table import Table
-
-    from compiler.tools.report import layer_table
 
     rows = layer_table(graph)
     total = max(sum(per_step), 1)
@@ -323,10 +304,6 @@ def _print_profile(graph, per_step: list[int]) -> None:  # type: ignore[no-untyp
 
 def cmd_check(args: argparse.Namespace) -> int:
     import json
-
-    from compiler.errors import EXIT_BUDGET
-    from compiler.tools.boards import get_board, parse_size
-    from compiler.tools.elf import read_elf
 
     usage = read_elf(args.elf)
     board = get_board(args.board) if args.board else None

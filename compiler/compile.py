@@ -12,20 +12,22 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler.codegen.cmsis import uses_cmsis
+from compiler.codegen.cmsis import scratch_needs, uses_cmsis
 from compiler.codegen.emit import emit_c
 from compiler.codegen.lower import portable_scratch
 from compiler.errors import BudgetError, UsageError
+from compiler.frontend.loader import load_model
 from compiler.ir.graph import Graph
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify
-from compiler.loader import load_model
 from compiler.passes.manager import run_passes
 from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena
 from compiler.passes.schedule import patch_regions, schedule
 from compiler.quant.accuracy import evaluate
+from compiler.quant.affine import quantize_affine
 from compiler.quant.calibrate import load_samples, observe_ranges
 from compiler.quant.rnnpool import rnnpool_state_ranges
+from compiler.quant.seedot import search_seedot
 from compiler.tools.boards import Board, get_board, parse_size
 from compiler.tools.firmware import LinkOverflow, build_firmware
 from compiler.tools.report import layer_table, summary_text, write_report
@@ -75,8 +77,6 @@ def quantize(
     )
     scheme = opts.quant
     if scheme == "affine":
-        from compiler.passes.quantize_affine import quantize_affine
-
         if opts.bits not in ("8", "auto"):
             raise UsageError(
                 "--quant affine is int8 (TFLite's scheme); use --quant seedot for 16 bits"
@@ -90,8 +90,6 @@ def quantize(
             "observer": f"percentile {opts.percentile}" if opts.percentile else "minmax",
         }
     elif scheme == "seedot":
-        from compiler.passes.quantize_seedot import search_seedot
-
         if opts.bits not in ("8", "16"):
             raise UsageError("--quant seedot takes --bits 8 or 16")
         q, details = search_seedot(graph, samples, val, opts.bits, opts.progress)
@@ -128,8 +126,6 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     q = schedule(q)
     scratch = portable_scratch(q)
     if opts.kernels == "cmsis-nn":
-        from compiler.codegen.cmsis import scratch_needs
-
         scratch = {**scratch, **scratch_needs(q)}  # nodes CMSIS-NN does not take keep ours
     elif opts.kernels != "portable":
         raise UsageError(f"--kernels {opts.kernels!r}: choose portable or cmsis-nn")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from compiler.ir.boundary import from_graph_layout, to_graph_layout
 from compiler.ir.graph import Graph
 from compiler.ir.interpreter import run_graph
-from compiler.runio import from_graph_layout, to_graph_layout
 
 TVC = str(Path(sys.executable).parent / "tvc")
 

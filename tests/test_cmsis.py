@@ -14,9 +14,9 @@ from tvc_models.synthetic import mask_images
 from tvc_models.zoo import MODEL_NAMES
 
 from compiler.compile import CompileOptions, compile_model
+from compiler.frontend.loader import load_model
 from compiler.ir.interpreter import run_graph
 from compiler.ir.tensor import DTYPES
-from compiler.loader import load_model
 from compiler.tools.boards import get_board
 from compiler.tools.host import build_host, run_host
 from compiler.tools.qemu import run_qemu

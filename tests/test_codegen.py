@@ -16,10 +16,10 @@ from tvc_models.synthetic import mask_images
 from tvc_models.zoo import MODEL_NAMES
 
 from compiler.compile import CompileOptions, compile_model
+from compiler.frontend.loader import load_model
+from compiler.ir.boundary import quantize_inputs, to_graph_layout
 from compiler.ir.interpreter import run_graph
 from compiler.ir.tensor import DTYPES
-from compiler.loader import load_model
-from compiler.runio import quantize_inputs, to_graph_layout
 from compiler.tools.host import STRICT, build_host, run_host
 
 N_INPUTS = 32

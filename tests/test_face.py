@@ -13,10 +13,15 @@ from helpers import ort_run, rel_err, tvc_float
 from tvc_models import face
 
 from compiler.compile import CompileOptions, compile_model
+from compiler.frontend.loader import load_model
+from compiler.ir.boundary import (
+    dequantize_outputs,
+    from_graph_layout,
+    quantize_inputs,
+    to_graph_layout,
+)
 from compiler.ir.interpreter import run_graph
-from compiler.loader import load_model
 from compiler.passes.manager import run_passes
-from compiler.runio import dequantize_outputs, from_graph_layout, quantize_inputs, to_graph_layout
 from compiler.tools.boards import get_board
 from compiler.tools.qemu import run_qemu
 

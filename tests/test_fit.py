@@ -16,13 +16,13 @@ from tvc_models.synthetic import mask_images
 from tvc_models.zoo import MODEL_NAMES, ResNet18, _randomize_bn
 
 from compiler.compile import CompileOptions, compile_model
+from compiler.frontend.loader import load_model
 from compiler.frontend.onnx import load_onnx
 from compiler.ir.interpreter import run_graph
 from compiler.ir.tensor import DTYPES
-from compiler.loader import load_model
 from compiler.passes.manager import run_passes
 from compiler.passes.plan import lifetimes, plan_arena
-from compiler.passes.quantize_affine import quantize_affine
+from compiler.quant.affine import quantize_affine
 from compiler.quant.calibrate import observe_ranges
 from compiler.tools.boards import get_board
 from compiler.tools.firmware import build_firmware

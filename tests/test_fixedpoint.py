@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.quant import fixedpoint as fx
-from compiler.quant.seedot import pointwise, shift_round
+from compiler.numerics import fixedpoint as fx
+from compiler.numerics.pow2 import pointwise, shift_round
 
 
 def test_quantize_multiplier_matches_tflite_rules() -> None:

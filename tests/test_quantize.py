@@ -17,10 +17,10 @@ from compiler.frontend.onnx import load_onnx
 from compiler.ir.text import parse_graph, print_graph
 from compiler.ir.verify import verify
 from compiler.passes.manager import run_passes
-from compiler.passes.quantize_affine import quantize_affine
-from compiler.passes.quantize_seedot import quantize_seedot, search_seedot
 from compiler.quant.accuracy import evaluate
+from compiler.quant.affine import quantize_affine
 from compiler.quant.calibrate import load_samples, observe_ranges
+from compiler.quant.seedot import quantize_seedot, search_seedot
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import torch
 from helpers import ort_run, rel_err, tvc, tvc_float
 
 from compiler.errors import ModelError
+from compiler.frontend.loader import load_model
 from compiler.frontend.torch import RNNPool, export_onnx
-from compiler.loader import load_model
 from compiler.passes.manager import run_passes
 
 # (in channels, H, W, patch, stride, h1, h2)

@@ -17,10 +17,10 @@ from tvc_models.zoo import MODEL_NAMES, build  # noqa: E402
 
 from compiler.frontend.onnx import load_onnx  # noqa: E402
 from compiler.passes.manager import run_passes  # noqa: E402
-from compiler.passes.quantize_affine import quantize_affine  # noqa: E402
-from compiler.passes.quantize_seedot import search_seedot  # noqa: E402
 from compiler.quant.accuracy import evaluate  # noqa: E402
+from compiler.quant.affine import quantize_affine  # noqa: E402
 from compiler.quant.calibrate import observe_ranges  # noqa: E402
+from compiler.quant.seedot import search_seedot  # noqa: E402
 
 
 def main() -> None:

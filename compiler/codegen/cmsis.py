@@ -18,8 +18,9 @@ from compiler.codegen.lower import Lowered, Lowering, _struct, portable_scratch
 from compiler.errors import ToolchainError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
+from compiler.ir.ops.elementwise import ADD_LEFT_SHIFT
+from compiler.numerics import fixedpoint as fx
 from compiler.passes.plan import scratch_name
-from compiler.quant import fixedpoint as fx
 
 
 def cmsis_root() -> Path:
@@ -314,8 +315,6 @@ class CmsisLowering(Lowering):
             and a.shape == b.shape == y.shape
         ):
             return super()._op_add(name, node, dt)
-        from compiler.ir.ops.elementwise import ADD_LEFT_SHIFT
-
         low = Lowered()
         (s1, z1), (s2, z2), (so, zo) = scale_zp(a), scale_zp(b), scale_zp(y)
         twice_max = 2.0 * max(s1, s2)

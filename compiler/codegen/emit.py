@@ -10,6 +10,7 @@ import jinja2
 import numpy as np
 
 from compiler import __version__
+from compiler.codegen.cmsis import CmsisLowering
 from compiler.codegen.lower import C_TYPES, Const, Lowering, c_ident
 from compiler.ir.graph import Graph
 from compiler.passes.plan import ALIGN, Plan
@@ -114,8 +115,6 @@ def emit_c(
     """`regions`: (name, linker section) of the board's extra RAM regions the plan may use;
     `kernels`: "portable" or "cmsis-nn" (with the plan's `scratch` buffers per node)."""
     if kernels == "cmsis-nn":
-        from compiler.codegen.cmsis import CmsisLowering
-
         low: Lowering = CmsisLowering(graph, plan, name, tuple(r for r, _ in regions), scratch)
     else:
         low = Lowering(graph, plan, name, tuple(r for r, _ in regions))

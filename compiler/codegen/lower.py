@@ -15,6 +15,7 @@ from compiler.errors import TvcError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops.activation import _sigmoid_f32, act_range
+from compiler.ir.ops.elementwise import ADD_LEFT_SHIFT
 from compiler.ir.ops.rnnpool import (
     SIG_OFFSET,
     SIG_TABLE,
@@ -23,11 +24,12 @@ from compiler.ir.ops.rnnpool import (
     rnnpool_formats,
     rnnpool_scratch_bytes,
 )
+from compiler.ir.ops.tensor_ops import slice_index
 from compiler.ir.registry import get_op
+from compiler.numerics import fixedpoint as fx
+from compiler.numerics.pow2 import TABLE_BITS, pointwise_table
 from compiler.passes.plan import Plan, scratch_name
 from compiler.passes.schedule import patch_regions
-from compiler.quant import fixedpoint as fx
-from compiler.quant.seedot import TABLE_BITS, pointwise_table
 
 
 def portable_scratch(graph: Graph) -> dict[int, int]:
@@ -519,8 +521,6 @@ class Lowering:
             (s1, z1), (s2, z2), (so, zo) = scale_zp(a), scale_zp(b), scale_zp(y)
             f.update(requant="TVC_RQ_MULT", in1_zp=z1, in2_zp=z2, out_zp=zo)
             if kind == "add":
-                from compiler.ir.ops.elementwise import ADD_LEFT_SHIFT
-
                 left = ADD_LEFT_SHIFT[dt]
                 twice_max = 2.0 * max(s1, s2)
                 m1, sh1 = fx.quantize_multiplier(s1 / twice_max)
@@ -755,8 +755,6 @@ class Lowering:
     def _slice_params(
         self, x_shape: tuple[int, ...], attrs: dict[str, object]
     ) -> tuple[list[int], list[int], int]:
-        from compiler.ir.ops.tensor_ops import slice_index
-
         st = _strides(list(x_shape))
         idx = slice_index(x_shape, attrs)
         dims, strides, offset = [], [], 0

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from compiler.ir.ops.tensor_ops import resolve_reshape
+
 if TYPE_CHECKING:
     from compiler.frontend.onnx import Importer
 
@@ -392,8 +394,6 @@ def _unsqueeze(imp: Importer, node: onnx.NodeProto) -> None:
 
 @handles("Reshape")
 def _reshape(imp: Importer, node: onnx.NodeProto) -> None:
-    from compiler.ir.ops.tensor_ops import resolve_reshape
-
     if attrs_of(node).get("allowzero", 0):
         v = imp.value(node.input[1])
         if v is None or 0 in v:

@@ -14,6 +14,7 @@ from typing import NoReturn
 import numpy as np
 
 from compiler.errors import IRError, ModelError, UsageError
+from compiler.frontend.tflite_ops import ACTS, HANDLERS
 from compiler.ir.graph import Graph
 from compiler.ir.registry import make_node
 from compiler.ir.tensor import QParams, Tensor
@@ -26,7 +27,6 @@ TFL_DTYPES = {
     7: ("i16", np.int16),
     6: ("bool", np.bool_),
 }
-ACTS = {0: "none", 1: "relu", 2: "clip", 3: "relu6"}
 
 
 class TFLiteImporter:
@@ -133,8 +133,6 @@ class TFLiteImporter:
         return sorted(want)
 
     def run(self) -> Graph:
-        from compiler.frontend.tflite_ops import HANDLERS
-
         for i in self.sg.InputsAsNumpy():
             name = self.tensor(int(i))
             self.graph.inputs.append(name)

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tflite
 
-from compiler.frontend.tflite import ACTS
 from compiler.ir.tensor import QParams, const_tensor
 
 if TYPE_CHECKING:
     from compiler.frontend.tflite import TFLiteImporter
+
+ACTS = {0: "none", 1: "relu", 2: "clip", 3: "relu6"}  # TFLite fused activation codes
 
 Handler = Callable[["TFLiteImporter", object, str, list[int], list[str]], None]
 HANDLERS: dict[str, Handler] = {}

@@ -117,7 +117,6 @@ def int_ref(name: str) -> Callable[[RunIntFn], RunIntFn]:
 
 
 def get_op(name: str) -> OpDef:
-    _load()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -125,12 +124,7 @@ def get_op(name: str) -> OpDef:
 
 
 def all_ops() -> dict[str, OpDef]:
-    _load()
     return dict(_REGISTRY)
-
-
-def _load() -> None:
-    import compiler.ir.ops  # noqa: F401  (registers every op)
 
 
 def _coerce(opname: str, key: str, spec: AttrSpec, value: object) -> object:

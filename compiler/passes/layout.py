@@ -344,13 +344,3 @@ def to_nhwc(graph: Graph) -> Graph:
     g = dce(fold_permutation(remove_noops(_to_nhwc(graph))))
     g.meta["layout"] = "NHWC"
     return g
-
-
-def layout_boundary(graph: Graph) -> dict[str, tuple[int, ...]]:
-    """How `tvc run` maps model-layout arrays onto graph I/O: a transpose per NHWC tensor."""
-    src = graph.meta.get("source_layout")
-    out: dict[str, tuple[int, ...]] = {}
-    for name in [*graph.inputs, *graph.outputs]:
-        if src == "NCHW" and graph.tensors[name].layout == "NHWC":
-            out[name] = NHWC
-    return out

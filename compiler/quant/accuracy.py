@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
+from compiler.ir.boundary import quantize_inputs, to_graph_layout
 from compiler.ir.graph import Graph, Node
 from compiler.ir.interpreter import run_graph
 from compiler.ir.ops.quant_ops import dequantize_int
-from compiler.runio import quantize_inputs, to_graph_layout
 
 
 def sqnr_db(signal: float, noise: float) -> float:

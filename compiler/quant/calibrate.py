@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import UsageError
+from compiler.ir.boundary import model_shape, to_graph_layout
 from compiler.ir.graph import Graph, Node
 from compiler.ir.interpreter import run_graph
-from compiler.runio import model_shape, to_graph_layout
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"}
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.ir.boundary import to_graph_layout
 from compiler.ir.graph import Graph, Node
+from compiler.ir.interpreter import run_graph
+from compiler.ir.ops.rnnpool import PRE_BITS, PRE_CLAMP, rnnpool_nhwc
 from compiler.ir.tensor import QParams, const_tensor
-from compiler.quant.fixedpoint import INT32_MAX
-from compiler.quant.seedot import exp_for, quantize_pow2
+from compiler.numerics.fixedpoint import INT32_MAX
+from compiler.numerics.pow2 import exp_for, quantize_pow2
 
 
 def rnnpool_state_ranges(
     graph: Graph, samples: list[dict[str, np.ndarray]]
 ) -> dict[str, dict[str, float]]:
     """Largest |h| of each RNNPool node's two RNNs over the samples (the int16 state formats)."""
-    from compiler.ir.interpreter import run_graph
-    from compiler.ir.ops.rnnpool import rnnpool_nhwc
-    from compiler.runio import to_graph_layout
 
     pools = {n.inputs[0]: n for n in graph.nodes if n.op == "rnnpool"}
     stats: dict[str, dict[str, float]] = {n.name or n.outputs[0]: {} for n in pools.values()}
@@ -55,7 +55,6 @@ def quantize_rnnpool_weights(
     |x - zero point| of the input, which bounds W1's row norms). For an affine input
     (`in_scale`) W1 absorbs the scale: W1 (x - zp) is then a power-of-two quantity, and one
     rounding shift brings it to Q11 as for every other product sum."""
-    from compiler.ir.ops.rnnpool import PRE_BITS, PRE_CLAMP
 
     st = states.get(n.name or n.outputs[0], {})
     ins = [n.inputs[0]]

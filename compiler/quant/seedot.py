@@ -1,76 +1,131 @@
-"""SeeDot-style fixed point: every tensor is an N-bit integer q with value q * 2^exp.
+"""quantize (seedot): SeeDot-style power-of-two fixed point, int8 or int16 everywhere.
 
-Products add exponents, sums align them, and one rounding shift brings a wide accumulator to
-its output's exponent. SeeDot truncates (x >> s); we round half up ((x + 2^(s-1)) >> s): one add
-per output, and it removes truncation's -0.5 LSB bias, which otherwise accumulates through
-every layer (worth several dB of SQNR at 8 bits).
+Each tensor's exponent comes from its magnitude: the integer bits it needs, the rest
+fractional. Products add exponents and sums align them in the kernels (see quant/seedot.py), so
+the only free choice is how much headroom to keep: one global parameter `shift`, extra
+fractional bits for every tensor (negative: more headroom), searched on validation data for the
+best agreement with the float model. Data-movement ops and pools share exponents, as in affine.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import numpy as np
 
-from compiler.quant.fixedpoint import QRANGE, round_half_away_array
+from compiler.errors import ModelError, UsageError
+from compiler.ir.graph import Graph
+from compiler.ir.registry import get_op
+from compiler.ir.tensor import QParams, Tensor, const_tensor
+from compiler.numerics.fixedpoint import round_half_away_array
+from compiler.numerics.pow2 import exp_for, quantize_pow2
+from compiler.quant.accuracy import evaluate
+from compiler.quant.affine import shared_groups
+from compiler.quant.calibrate import Range, _progress, observe_ranges
+from compiler.quant.rnnpool import quantize_rnnpool_weights, rnnpool_state_ranges
 
-TABLE_BITS = 10  # int16 pointwise functions: 2^10 + 1 table points, linear interpolation
-
-
-def exp_for(maxabs: float, bits: int) -> int:
-    """Smallest exponent whose N-bit range covers maxabs: 2^(exp + N - 1) > maxabs."""
-    if maxabs <= 0:
-        return -(bits - 1)
-    return math.floor(math.log2(maxabs)) + 1 - (bits - 1)
-
-
-def shift_round(x: np.ndarray, shift: int | np.ndarray) -> np.ndarray:
-    """x * 2^-shift: rounding arithmetic right shift for shift > 0, exact left shift otherwise."""
-    x = np.asarray(x, np.int64)
-    shift = np.asarray(shift, np.int64)
-    right = np.maximum(shift, 0)
-    half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
-    return np.where(shift > 0, (x + half) >> right, x << np.maximum(-shift, 0))
+UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
+SHIFTS = (-2, -1, 0, 1, 2)
 
 
-def saturate(x: np.ndarray, dtype: str) -> np.ndarray:
-    lo, hi = QRANGE[dtype]
-    return np.clip(x, lo, hi)
+def quantize_seedot(
+    graph: Graph,
+    ranges: dict[str, Range],
+    bits: int,
+    shift: int = 0,
+    states: dict[str, dict[str, float]] | None = None,
+) -> Graph:
+    if bits not in (8, 16):
+        raise UsageError(f"--bits {bits}: seedot works in 8 or 16 bits")
+    dt = "i8" if bits == 8 else "i16"
+    g = graph.copy()
+    unsupported = sorted({n.op for n in g.nodes if get_op(n.op).run_int is None})
+    if unsupported:
+        raise ModelError(f"cannot quantize: no integer kernel for {', '.join(unsupported)}")
+    members = shared_groups(g)
+    unit = {n.outputs[0] for n in g.nodes if n.op in UNIT_OUTPUT}
+    exps: dict[str, int] = {}
+    for names in members.values():
+        if any(n in unit for n in names):
+            e = -(bits - 1)
+        else:
+            mags = [max(abs(ranges[n].lo), abs(ranges[n].hi)) for n in names if n in ranges]
+            mags += [float(np.abs(g.tensors[n].data).max()) for n in names if g.tensors[n].is_const]  # type: ignore[arg-type]
+            e = exp_for(max(mags, default=0.0), bits) - shift
+        for n in names:
+            exps[n] = e
+    for n in g.nodes:
+        if n.op == "rnnpool":
+            quantize_rnnpool_weights(g, n, states or {}, 128 if bits == 8 else 32768)
+            continue
+        if n.op not in ("conv2d", "dense") or not g.tensors[n.inputs[1]].is_const:
+            continue
+        w = g.tensors[n.inputs[1]].data.astype(np.float64)  # type: ignore[union-attr]
+        e_w = exp_for(float(np.abs(w).max()), bits)
+        qw = np.clip(quantize_pow2(w, e_w, dt), -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
+        w_name = g.add_const(
+            f"{n.inputs[1]}/q", const_tensor("w", qw.astype(np.int8 if bits == 8 else np.int16))
+        )
+        g.tensors[w_name].qparams = QParams(exp=e_w)
+        ins = [n.inputs[0], w_name]
+        if len(n.inputs) > 2:
+            e_b = exps[n.inputs[0]] + e_w
+            b = g.tensors[n.inputs[2]].data.astype(np.float64)  # type: ignore[union-attr]
+            qb = round_half_away_array(b * 2.0 ** (-e_b))
+            # int8 kernels accumulate in int32 (a bias past that range is saturated), int16 in int64
+            qb = (
+                np.clip(qb, -(2**31), 2**31 - 1).astype(np.int32)
+                if bits == 8
+                else qb.astype(np.int64)
+            )
+            b_name = g.add_const(f"{n.inputs[2]}/q", const_tensor("b", qb))
+            g.tensors[b_name].qparams = QParams(exp=e_b)
+            ins.append(b_name)
+        n.inputs = ins
+    for name, t in list(g.tensors.items()):
+        if t.dtype != "f32" or name not in exps:
+            continue
+        qp = QParams(exp=exps[name])
+        if t.is_const:
+            q = quantize_pow2(t.data, exps[name], dt).astype(np.int8 if bits == 8 else np.int16)  # type: ignore[arg-type]
+            g.tensors[name] = Tensor(name, t.shape, dt, t.layout, q, qp)
+        else:
+            g.tensors[name] = t.copy(dtype=dt, qparams=qp)
+    g.meta["quant"] = f"seedot{bits}"
+    g.prune_tensors()
+    return g
 
 
-def quantize_pow2(v: np.ndarray, exp: int, dtype: str) -> np.ndarray:
-    """round(v * 2^-exp), saturated (weights, biases, tables)."""
-    return saturate(round_half_away_array(np.asarray(v, np.float64) * (2.0 ** (-exp))), dtype)
+def search_seedot(
+    graph: Graph,
+    samples: list[dict[str, np.ndarray]],
+    val: list[dict[str, np.ndarray]],
+    bits: str,
+    progress: bool = False,
+) -> tuple[Graph, dict[str, object]]:
+    """Quantize at each global shift, keep the one with the best output SQNR on `val`."""
+
+    n_bits = int(bits) if bits in ("8", "16") else 16
+    ranges = observe_ranges(graph, samples, progress=progress)
+    states = rnnpool_state_ranges(graph, samples)
+    tried: dict[int, float | None] = {}
+    best: tuple[float, int, Graph] | None = None
+    for shift in _steps(SHIFTS, progress, f"seedot int{n_bits}: searching the global shift"):
+        q = quantize_seedot(graph, ranges, n_bits, shift, states)
+        sqnr = evaluate(graph, q, val)["sqnr_db"]
+        tried[shift] = sqnr  # type: ignore[assignment]
+        score = float("inf") if sqnr is None else float(sqnr)  # type: ignore[arg-type]
+        if best is None or score > best[0]:
+            best = (score, shift, q)
+    assert best is not None
+    details = {
+        "scheme": f"seedot{n_bits}",
+        "bits": n_bits,
+        "global_shift": best[1],
+        "search_sqnr_db": {str(k): v for k, v in tried.items()},
+        "calibration_samples": len(samples),
+    }
+    return best[2], details
 
 
-def pointwise_table(
-    fn: Callable[[np.ndarray], np.ndarray], exp_in: int, exp_out: int, dtype: str
-) -> np.ndarray:
-    """The table `pointwise` reads (and the C kernels get): int8, one entry per input code;
-    int16, 2^TABLE_BITS + 1 points from -32768 to 32768 in steps of 2^(16 - TABLE_BITS)."""
-    lo, hi = QRANGE[dtype]
-    if dtype == "i8":
-        codes = np.arange(lo, hi + 1)
-        return quantize_pow2(fn(codes.astype(np.float32) * np.float32(2.0**exp_in)), exp_out, "i8")
-    points = np.arange(lo, hi + 2, 1 << (16 - TABLE_BITS))
-    vals = fn((points.astype(np.float64) * 2.0**exp_in).astype(np.float32))
-    return quantize_pow2(vals, exp_out, "i32")
+def _steps(items: tuple[int, ...], show: bool, label: str):  # type: ignore[no-untyped-def]
 
-
-def pointwise(
-    fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, exp_in: int, exp_out: int, dtype: str
-) -> np.ndarray:
-    """A pointwise function on fixed point. int8: a 256-entry table (exact per code). int16: a
-    1025-point table over the whole input range, linear interpolation between points (~15 bits
-    for smooth functions such as tanh)."""
-    lo, _ = QRANGE[dtype]
-    xi = np.asarray(x, np.int64)
-    table = pointwise_table(fn, exp_in, exp_out, dtype)
-    if dtype == "i8":
-        return table[xi - lo]
-    step_bits = 16 - TABLE_BITS
-    idx = (xi - lo) >> step_bits
-    frac = (xi - lo) & ((1 << step_bits) - 1)
-    y = table[idx] + shift_round((table[idx + 1] - table[idx]) * frac, step_bits)
-    return saturate(y, dtype)
+    return _progress(list(items), label, show)

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.codegen.cmsis import build_cmsis_objects, uses_cmsis
+from compiler.codegen.cmsis import build_cmsis_objects, cmsis_root, uses_cmsis
 from compiler.codegen.emit import _env, io_context
 from compiler.errors import TvcError
 from compiler.ir.graph import Graph
@@ -107,8 +107,6 @@ def build_firmware(
         flags.append("-DTVC_PROFILE")
     includes = [f"-I{outdir}"]
     if uses_cmsis(outdir):
-        from compiler.codegen.cmsis import cmsis_root
-
         includes.append(f"-I{cmsis_root() / 'Include'}")
     objs, cis = [], []
     for src in [

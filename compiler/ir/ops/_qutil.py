@@ -7,7 +7,7 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.tensor import DTYPES, QParams, Tensor
-from compiler.quant.fixedpoint import QRANGE, act_bounds
+from compiler.numerics.fixedpoint import QRANGE, act_bounds
 
 
 def qp(t: Tensor) -> QParams:

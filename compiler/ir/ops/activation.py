@@ -6,10 +6,13 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
 from compiler.ir.ops._util import same
 from compiler.ir.registry import AttrSpec, get_op, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant import fixedpoint as fx
+from compiler.numerics import fixedpoint as fx
+from compiler.numerics.fixedpoint import trunc_div
+from compiler.numerics.pow2 import pointwise, saturate
 
 FUSED_ACTS = ("none", "relu", "relu6", "clip")
 # attributes every op with a fused activation carries
@@ -102,19 +105,11 @@ def softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 # --- integer references ----------------------------------------------------------------------
 
 
-def _scale_zp(t: Tensor) -> tuple[float, int]:
-    from compiler.ir.ops._qutil import scale_zp
-
-    return scale_zp(t)
-
-
 def _relux_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor], lo: float, hi: float
 ) -> list[np.ndarray]:
     """TFLite ReluX: requantize to the output scale, clamp to the activation's range."""
-    from compiler.ir.ops._qutil import finish
-
-    (si, zi), (so, zo) = _scale_zp(ins[0]), _scale_zp(outs[0])
+    (si, zi), (so, zo) = scale_zp(ins[0]), scale_zp(outs[0])
     m, sh = fx.quantize_multiplier(si / so)
     return [finish(zo + fx.mbqm(x[0].astype(np.int64) - zi, m, sh), outs[0], (lo, hi))]
 
@@ -140,16 +135,13 @@ def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
 
 
 def _lut_int(fn, x: np.ndarray, ins: list[Tensor], outs: list[Tensor]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from compiler.ir.ops._qutil import pow2_exp
-    from compiler.quant.seedot import pointwise
-
     e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
     if e_in is not None and e_out is not None:
         dt = np.int8 if outs[0].dtype == "i8" else np.int16
         return pointwise(fn, x, e_in, e_out, outs[0].dtype).astype(dt)
     if outs[0].dtype != "i8":
         raise IRError("affine pointwise integer kernels are int8 lookup tables")
-    (si, zi), (so, zo) = _scale_zp(ins[0]), _scale_zp(outs[0])
+    (si, zi), (so, zo) = scale_zp(ins[0]), scale_zp(outs[0])
     table = fx.lut_int8(si, zi, so, zo, fn)
     return table[x.astype(np.int64) + 128].astype(np.int8)
 
@@ -176,14 +168,12 @@ def softmax_int(
     """TFLite reference int8 Softmax: gemmlowp fixed-point exp of scaled differences to the
     row max, a fixed-point reciprocal of their sum; output scale 1/256, zero point -128."""
     axis = int(node.attrs["axis"]) % x[0].ndim  # type: ignore[arg-type]
-    from compiler.ir.ops._qutil import pow2_exp
-
     e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
     if e_in is not None and e_out is not None:
         return [_softmax_pow2(node, x[0], e_in, e_out, outs[0].dtype, axis)]
     if axis != x[0].ndim - 1 or outs[0].dtype != "i8":
         raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
-    si, _ = _scale_zp(ins[0])
+    si, _ = scale_zp(ins[0])
     mult, shift, diff_min = fx.softmax_params(float(node.attrs["beta"]), si)  # type: ignore[arg-type]
     v = x[0].astype(np.int64)
     diff = v - v.max(axis=-1, keepdims=True)
@@ -219,9 +209,6 @@ def _softmax_pow2(
 ) -> np.ndarray:
     """SeeDot softmax: exp of (x - max) by the pointwise table into Q0.15, an int32 sum, one
     rounded integer division per element into the output exponent."""
-    from compiler.quant.fixedpoint import trunc_div
-    from compiler.quant.seedot import pointwise, saturate
-
     beta = np.float32(node.attrs["beta"])
     v = x.astype(np.int64)
     bits = 16 if dtype == "i16" else 8

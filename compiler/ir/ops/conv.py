@@ -15,8 +15,8 @@ from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, quantize_multipliers
-from compiler.quant.seedot import shift_round
+from compiler.numerics.fixedpoint import mbqm, quantize_multipliers
+from compiler.numerics.pow2 import shift_round
 
 CONV_ATTRS = {
     "kernel": AttrSpec("ints"),

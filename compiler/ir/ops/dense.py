@@ -10,8 +10,8 @@ from compiler.ir.ops._qutil import finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, quantize_multipliers, round_half_away_array
-from compiler.quant.seedot import shift_round
+from compiler.numerics.fixedpoint import mbqm, quantize_multipliers, round_half_away_array
+from compiler.numerics.pow2 import shift_round
 
 
 def _infer_dense(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:

@@ -15,8 +15,8 @@ from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
-from compiler.quant.seedot import shift_round
+from compiler.numerics.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
+from compiler.numerics.pow2 import shift_round
 
 NUMERIC = ("f32", "i32", "i64")
 

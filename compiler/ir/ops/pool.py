@@ -10,7 +10,7 @@ from compiler.ir.ops._qutil import finish, same_params, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, quantize_multiplier, trunc_div, wrap32
+from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, trunc_div, wrap32
 
 POOL_ATTRS = {
     "kernel": AttrSpec("ints"),

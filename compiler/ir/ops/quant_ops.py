@@ -8,7 +8,7 @@ from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, scale_zp
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
-from compiler.quant.fixedpoint import mbqm, quantize_multiplier, round_half_away_f32
+from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, round_half_away_f32
 
 
 @op(

@@ -28,8 +28,8 @@ from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
 from compiler.ir.registry import AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
-from compiler.quant.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
-from compiler.quant.seedot import shift_round
+from compiler.numerics.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
+from compiler.numerics.pow2 import shift_round
 
 RNNPOOL_ATTRS = {
     "patch": AttrSpec("ints"),

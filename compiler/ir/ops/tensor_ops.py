@@ -7,10 +7,10 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import same_params, scale_zp
-from compiler.ir.ops._util import same
+from compiler.ir.ops._util import hwc_dims, make_shape, same
 from compiler.ir.registry import AttrSpec, TType, get_op, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
-from compiler.quant.fixedpoint import round_half_away_f32
+from compiler.numerics.fixedpoint import round_half_away_f32
 
 ANY = tuple(DTYPES)
 
@@ -264,7 +264,6 @@ def pad_int(
 
 
 def _infer_resize(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
-    from compiler.ir.ops._util import hwc_dims, make_shape
 
     layout = str(node.attrs["layout"])
     n, h, w, c = hwc_dims(t[0].shape, layout)

@@ -16,8 +16,8 @@ from compiler.errors import ModelError
 from compiler.ir.graph import Graph
 from compiler.ir.registry import get_op
 from compiler.ir.tensor import QParams, Tensor, const_tensor
+from compiler.numerics.fixedpoint import round_half_away, round_half_away_array
 from compiler.quant.calibrate import Range
-from compiler.quant.fixedpoint import round_half_away, round_half_away_array
 from compiler.quant.rnnpool import quantize_rnnpool_weights
 
 SAME_SCALE = {

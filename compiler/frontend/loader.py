@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from compiler.errors import UsageError
+from compiler.frontend.onnx import load_onnx
+from compiler.frontend.tflite import load_tflite
 from compiler.ir.graph import Graph
+from compiler.ir.text import parse_graph
 
 
 def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
@@ -23,13 +26,7 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     with path.open("rb") as f:
         head = f.read(64)
     if head[4:8] == b"TFL3":
-        from compiler.frontend.tflite import load_tflite
-
         return load_tflite(path)
     if head.lstrip().startswith(b"graph "):
-        from compiler.ir.text import parse_graph
-
         return parse_graph(path.read_text(), str(path))
-    from compiler.frontend.onnx import load_onnx
-
     return load_onnx(path, input_shapes)

@@ -8,7 +8,19 @@ import numpy as np
 
 from compiler.errors import UsageError
 from compiler.ir.graph import Graph
-from compiler.passes.layout import layout_boundary
+from compiler.ir.ops.quant_ops import dequantize_int, quantize_int
+
+NHWC_PERM = (0, 2, 3, 1)  # physical NHWC = logical NCHW.transpose(NHWC_PERM)
+
+
+def layout_boundary(graph: Graph) -> dict[str, tuple[int, ...]]:
+    """How `tvc run` maps model-layout arrays onto graph I/O: a transpose per NHWC tensor."""
+    src = graph.meta.get("source_layout")
+    out: dict[str, tuple[int, ...]] = {}
+    for name in [*graph.inputs, *graph.outputs]:
+        if src == "NCHW" and graph.tensors[name].layout == "NHWC":
+            out[name] = NHWC_PERM
+    return out
 
 
 def read_inputs(graph: Graph, path: str | Path) -> dict[str, np.ndarray]:
@@ -72,8 +84,6 @@ def write_outputs(path: str | Path, outs: dict[str, np.ndarray]) -> None:
 def quantize_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Float arrays onto integer graph inputs, as firmware does with the header's macros
     (round(x / scale) + zero point, saturated). Integer arrays pass as they are."""
-    from compiler.ir.ops.quant_ops import quantize_int
-
     out = {}
     for k, v in feeds.items():
         t = graph.tensors[k]
@@ -85,8 +95,6 @@ def quantize_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
 
 
 def dequantize_outputs(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from compiler.ir.ops.quant_ops import dequantize_int
-
     return {
         k: dequantize_int(None, [v], [graph.tensors[k]], [])[0]
         if graph.tensors[k].dtype in ("i8", "i16")

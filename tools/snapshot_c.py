@@ -93,6 +93,8 @@ def snapshot(work: Path) -> dict[str, object]:
     result: dict[str, object] = {}
     for label, path, is_float in _models(work):
         runs = list(variants)
+        if label == "rnnpool":  # cmsis-nn + patch-wise RNNPool failed to compile before 0.2
+            runs = [v for v in runs if v[2] != "cmsis-nn"]
         if is_float:
             runs += [("seedot", "8", "portable", False), ("seedot", "16", "portable", False)]
         if label == "rnnpool":

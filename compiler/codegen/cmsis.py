@@ -103,7 +103,6 @@ class CmsisLowering(Lowering):
         self._scratch_bytes = scratch or {}
 
     def _status(self, fn: str, *args: str) -> str:
-        self.used.add("cmsis")
         return (
             f"if ({fn}({', '.join(args)}) != ARM_CMSIS_NN_SUCCESS) {{\n        return -1;\n    }}"
         )
@@ -293,7 +292,6 @@ class CmsisLowering(Lowering):
         low = Lowered()
         depth = x.shape[-1]
         mult, shift, diff_min = fx.softmax_params(float(node.attrs["beta"]), scale_zp(x)[0])  # type: ignore[arg-type]
-        self.used.add("cmsis")
         args = [
             self.ptr(node.inputs[0]),
             str(x.numel // depth),

@@ -16,27 +16,6 @@ from compiler.ir.graph import Graph
 from compiler.passes.plan import ALIGN, Plan
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
-KERNEL_FILES = {
-    "conv2d": "tvc_conv.c",
-    "depthwise": "tvc_conv.c",
-    "resize_nearest": "tvc_move.c",
-    "dense": "tvc_dense.c",
-    "max_pool": "tvc_pool.c",
-    "avg_pool": "tvc_pool.c",
-    "mean_hw": "tvc_pool.c",
-    "add": "tvc_binary.c",
-    "mul": "tvc_binary.c",
-    "softmax": "tvc_softmax.c",
-    "lut": "tvc_pointwise.c",
-    "interp": "tvc_pointwise.c",
-    "requant": "tvc_pointwise.c",
-    "gather": "tvc_move.c",
-    "scatter": "tvc_move.c",
-    "fill": "tvc_move.c",
-    "permute_last": "tvc_move.c",
-    "rnnpool": "tvc_rnnpool.c",
-    "conv_rnnpool": "tvc_rnnpool.c",
-}
 PER_LINE = 16
 
 
@@ -208,15 +187,7 @@ def emit_c(
         ],
     }
     env = _env()
-    kernel_files = sorted(
-        {
-            KERNEL_FILES[
-                k.rsplit("_", 1)[0] if k.rsplit("_", 1)[0] in KERNEL_FILES else k.split("_")[0]
-            ]
-            for k in low.used
-            if k != "cmsis"
-        }
-    )
+    kernel_files = sorted(low.files)
     sources = [f"{name}.c", f"{name}_weights.c", *kernel_files]
     ctx["sources"] = sources
     files = {

@@ -108,7 +108,7 @@ class Lowering:
         self.prefix = prefix
         self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self.weight_symbols: dict[str, str] = {}
-        self.used: set[str] = set()
+        self.files: set[str] = set()  # runtime/c sources of the kernels called (op facts)
         self.features: set[str] = set()  # macros for tvc_prefix.h: optional kernel paths
         self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
         regions = patch_regions(graph) if plan.patchwise else []
@@ -141,6 +141,7 @@ class Lowering:
 
     def lower(self, index: int, node: Node) -> Lowered:
         self.index = index
+        self.node = node
         fn = getattr(self, f"_op_{node.op}", None)
         if fn is None:
             raise CodegenError(f"node {node.label!r} ({node.op}) has no C kernel yet")
@@ -152,7 +153,7 @@ class Lowering:
         return fn(f"{self.prefix}_n{index}", node, dt)
 
     def call(self, kernel: str, *args: str) -> str:
-        self.used.add(kernel)
+        self.files.update(get_op(self.node.op).kernels)
         return f"TVC_FN({kernel})({', '.join(args)});"
 
     def _table(self, low: Lowered, name: str, ctype: str, values: np.ndarray) -> str:
@@ -244,7 +245,7 @@ class Lowering:
         args = [f"&{name}", self.ptr(node.inputs[0]), self.ptr(node.inputs[1]), bias]
         if dt == "i8":  # the DSP kernel's im2col columns (unused elsewhere)
             args.append(self.scratch_ptr("int16_t"))
-        self.used.add(f"conv2d_{SUFFIX[dt]}")
+        self.files.update(get_op(node.op).kernels)
         if self.index in self.patch_convs:  # runs band by band inside the RNNPool's step
             self.patch_conv_args = args
             low.stmts.append(f"/* patch-wise: computed band by band by step {self.index + 1} */")

@@ -46,6 +46,38 @@ RunFn = Callable[[Node, list[np.ndarray]], list[np.ndarray]]
 RunIntFn = Callable[[Node, list[np.ndarray], list["Tensor"], list["Tensor"]], list[np.ndarray]]
 
 
+LAYOUT_RULES = ("spatial", "elementwise", "broadcast", "axis", "transpose", "reshape", "logical")
+MEMORY = ("own", "in_place", "alias")
+
+
+@dataclass(frozen=True)
+class Quant:
+    """What quantization does with an op's output (and its constant weights).
+
+    output: "calibrated" (its own parameters from the observed range), "same" (shares the
+    parameters of its activation inputs: data movement and pools, TFLite's constraint),
+    "fixed" (TFLite pins it: `fixed` = (scale, zero point); SeeDot gives it all bits
+    fractional, |y| <= 1), or "none" (never quantized: folded or removed before quantization).
+    weights: how its constant inputs 1.. are quantized: "per_channel", "per_tensor", "rnnpool"
+    (the RNNPool quantizer), or None (no weights).
+    """
+
+    output: str
+    fixed: tuple[float, int] | None = None
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in ("calibrated", "same", "fixed", "none"):
+            raise ValueError(f"unknown quantization rule {self.output!r}")
+        if (self.output == "fixed") != (self.fixed is not None):
+            raise ValueError("a fixed output needs its (scale, zero point), and only then")
+
+
+CALIBRATED = Quant("calibrated")
+SAME = Quant("same")
+NOT_QUANTIZED = Quant("none")
+
+
 @dataclass
 class OpDef:
     name: str
@@ -62,6 +94,22 @@ class OpDef:
     run_int: RunIntFn | None = None
     # multiply-accumulates of one execution, from input and output types (0: not a MAC op)
     macs: Callable[[Node, list[TType], list[TType]], int] | None = None
+    # how the layout pass rewrites it (LAYOUT_RULES; "logical": runs in the model's own axis
+    # order, with transposes around it)
+    layout: str = "logical"
+    # attributes after its input axes are permuted by p (physical = logical.transpose(p));
+    # ops whose attributes name axes ("axis" and "elementwise" rules)
+    permute_attrs: Callable[[dict[str, object], tuple[int, ...]], dict[str, object]] | None = None
+    # "in_place": element i of the input is read before element i of the output is written,
+    # so the output may overwrite a same-size input that dies here; "alias": the output is the
+    # input's bytes under another shape; "own": a buffer of its own
+    memory: str = "own"
+    quant: Quant = NOT_QUANTIZED
+    # the runtime/c sources its portable kernels live in
+    kernels: tuple[str, ...] = ()
+    # spatial ops: constant input index -> (name suffix, transpose) of its data when the op
+    # goes from NCHW to NHWC (conv weights OIHW -> OHWI)
+    nhwc_weights: dict[int, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -77,8 +125,21 @@ def op(
     dtypes: Sequence[str] = ("f32",),
     layout_sensitive: bool = False,
     macs: Callable[[Node, list[TType], list[TType]], int] | None = None,
+    layout: str,
+    memory: str,
+    quant: Quant,
+    kernels: tuple[str, ...],
+    permute_attrs: Callable[[dict[str, object], tuple[int, ...]], dict[str, object]] | None = None,
+    nhwc_weights: dict[int, tuple[str, tuple[int, ...]]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
-    """Register the decorated float reference together with the op's schema and inference."""
+    """Register the decorated float reference together with every fact about the op. The facts
+    are keyword-only and have no defaults: an op that forgets one fails at import."""
+    if layout not in LAYOUT_RULES:
+        raise RuntimeError(f"op {name!r}: layout rule {layout!r} not one of {LAYOUT_RULES}")
+    if memory not in MEMORY:
+        raise RuntimeError(f"op {name!r}: memory {memory!r} not one of {MEMORY}")
+    if (layout == "spatial") != layout_sensitive:
+        raise RuntimeError(f"op {name!r}: the spatial layout rule is for layout-sensitive ops")
 
     def register(run: RunFn) -> RunFn:
         if name in _REGISTRY:
@@ -97,6 +158,12 @@ def op(
             layout_sensitive,
             (run.__doc__ or "").strip(),
             macs=macs,
+            layout=layout,
+            permute_attrs=permute_attrs,
+            memory=memory,
+            quant=quant,
+            kernels=tuple(kernels),
+            nhwc_weights=dict(nhwc_weights or {}),
         )
         return run
 

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from compiler.ir.graph import Graph, Node
-from compiler.ir.registry import check_attrs, make_node
+from compiler.ir.registry import check_attrs, get_op, make_node
 from compiler.ir.tensor import const_tensor
 from compiler.passes.dce import dce
 from compiler.passes.fold_permutation import fold_permutation
@@ -109,6 +109,14 @@ def _retag(n: Node, rw: _Rewriter, **changes: object) -> Node:
     return Node(n.op, list(n.inputs), list(n.outputs), check_attrs(n.op, attrs), n.name)
 
 
+def _retag_permuted(n: Node, rw: _Rewriter, p: Perm) -> Node:
+    """The node with the attributes that name axes remapped by the op's own rule."""
+    remap = get_op(n.op).permute_attrs
+    if remap is None:
+        return _retag(n, rw)
+    return Node(n.op, list(n.inputs), list(n.outputs), check_attrs(n.op, remap(n.attrs, p)), n.name)
+
+
 def _fallback(rw: _Rewriter, n: Node) -> None:
     n = _retag(n, rw)
     n.inputs = [rw.physical(i, _ident(len(rw.lshape(i)))) for i in n.inputs]
@@ -123,11 +131,11 @@ def _spatial(rw: _Rewriter, n: Node) -> None:
         return _fallback(rw, n)
     m = _retag(n, rw, layout="NHWC")
     m.inputs = [rw.physical(x, NHWC)] + [rw.name(i) for i in n.inputs[1:]]
-    if n.op == "conv2d":
-        w = rw.g.tensors[n.inputs[1]]
+    for k, (suffix, perm) in get_op(n.op).nhwc_weights.items():
+        w = rw.g.tensors[n.inputs[k]]
         assert w.data is not None
-        m.inputs[1] = rw.g.add_const(
-            f"{n.inputs[1]}/ohwi", const_tensor("w", w.data.transpose(0, 2, 3, 1))
+        m.inputs[k] = rw.g.add_const(
+            f"{n.inputs[k]}/{suffix}", const_tensor("w", w.data.transpose(perm))
         )
     rw.set_out(n.outputs[0], NHWC)
     rw.emit(m)
@@ -135,9 +143,7 @@ def _spatial(rw: _Rewriter, n: Node) -> None:
 
 def _unary(rw: _Rewriter, n: Node) -> None:
     p = rw.perm_of(n.inputs[0])
-    m = _retag(n, rw)
-    if n.op == "softmax":
-        m = _retag(n, rw, axis=p.index(int(n.attrs["axis"]) % len(p)))  # type: ignore[call-overload]
+    m = _retag_permuted(n, rw, p)
     m.inputs = [rw.name(n.inputs[0])]
     rw.set_out(n.outputs[0], p)
     rw.emit(m)
@@ -167,22 +173,14 @@ def _binary(rw: _Rewriter, n: Node) -> None:
 
 
 def _axis_op(rw: _Rewriter, n: Node) -> None:
-    """concat / split / slice / pad / reduce_mean: remap axis attributes to physical axes."""
+    """Ops whose attributes name axes (concat, split, slice, pad, reductions): the op's own
+    permute_attrs remaps them to physical axes; a reduction without keepdims drops axes."""
     acts = [i for i in n.inputs if not rw.g.tensors[rw.name(i)].is_const]
     p = rw.perm_of(acts[0]) if acts else _ident(len(rw.lshape(n.inputs[0])))
     a = n.attrs
-    if n.op in ("concat", "split"):
-        m = _retag(n, rw, axis=p.index(int(a["axis"]) % len(p)))  # type: ignore[call-overload]
-    elif n.op == "slice":
-        m = _retag(n, rw, axes=[p.index(x) for x in a["axes"]])  # type: ignore[attr-defined]
-    elif n.op == "pad":
-        pads, r = list(a["pads"]), len(p)  # type: ignore[call-overload]
-        m = _retag(n, rw, pads=[pads[p[j]] for j in range(r)] + [pads[r + p[j]] for j in range(r)])
-    else:  # reduce_mean
-        axes = list(a["axes"])  # type: ignore[call-overload]
-        m = _retag(n, rw, axes=sorted(p.index(x) for x in axes))
+    m = _retag_permuted(n, rw, p)
     m.inputs = [rw.physical(i, p) for i in n.inputs]
-    if n.op == "reduce_mean" and not a["keepdims"]:
+    if "keepdims" in a and not a["keepdims"]:
         kept = [x for x in p if x not in a["axes"]]  # type: ignore[operator]
         order = sorted(kept)
         rw.set_out(n.outputs[0], tuple(order.index(x) for x in kept))
@@ -274,39 +272,14 @@ def _reshape(rw: _Rewriter, n: Node) -> None:
 
 
 RULES = {
-    **{
-        op: _spatial
-        for op in (
-            "conv2d",
-            "max_pool2d",
-            "avg_pool2d",
-            "global_avg_pool",
-            "batch_norm",
-            "resize_nearest",
-            "rnnpool",
-        )
-    },
-    **{
-        op: _unary
-        for op in (
-            "relu",
-            "clip",
-            "leaky_relu",
-            "sigmoid",
-            "tanh",
-            "hard_sigmoid",
-            "hard_swish",
-            "identity",
-            "dropout",
-            "cast",
-            "softmax",
-        )
-    },
-    **{op: _binary for op in ("add", "sub", "mul", "div")},
-    **{op: _axis_op for op in ("concat", "split", "slice", "pad", "reduce_mean")},
+    "spatial": _spatial,
+    "elementwise": _unary,
+    "broadcast": _binary,
+    "axis": _axis_op,
     "transpose": _transpose,
     "reshape": _reshape,
-}
+    "logical": _fallback,
+}  # by the op's declared layout rule (registry.LAYOUT_RULES)
 
 
 def _to_nhwc(graph: Graph) -> Graph:
@@ -325,7 +298,7 @@ def _to_nhwc(graph: Graph) -> Graph:
         if len(g.tensors[i].shape) == 4:
             rw.set_out(i, NHWC)
     for n in g.nodes:
-        RULES.get(n.op, _fallback)(rw, n)
+        RULES[get_op(n.op).layout](rw, n)
     # 4-D maps leave as NHWC (the run boundary and the C API convert); others in logical order
     for o, tmp in internal.items():
         p = rw.perm_of(tmp)

@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compiler.ir.graph import Graph
+from compiler.ir.registry import get_op
 from compiler.passes.schedule import overwrite_is_safe, patch_regions
 
 ALIGN = 16
-
-
-ALIASING = ("reshape", "identity")  # same bytes, other shape: no copy, no buffer of its own
 
 
 @dataclass(frozen=True)
@@ -51,23 +49,6 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     return life
 
 
-# kernels that read element i of an input before writing element i of the output, so the
-# output may overwrite an input of the same size that dies at this node
-IN_PLACE = (
-    "relu",
-    "clip",
-    "sigmoid",
-    "tanh",
-    "hard_swish",
-    "hard_sigmoid",
-    "leaky_relu",
-    "add",
-    "sub",
-    "mul",
-    "quantize",
-)
-
-
 def aliases(graph: Graph, arena_inputs: bool = False, patchwise: bool = True) -> dict[str, str]:
     """Outputs that live in an input's bytes (not across the caller's buffers): reshapes always
     (same bytes), in-place kernels when that input dies here and has the output's size, and a
@@ -96,10 +77,11 @@ def aliases(graph: Graph, arena_inputs: bool = False, patchwise: bool = True) ->
         y = n.outputs[0]
         if y in io or len(n.outputs) != 1:
             continue
-        if n.op in ALIASING and len(n.inputs) == 1 and n.inputs[0] not in io:
+        memory = get_op(n.op).memory  # "alias": same bytes, other shape; "in_place": see OpDef
+        if memory == "alias" and len(n.inputs) == 1 and n.inputs[0] not in io:
             out[y] = out.get(n.inputs[0], n.inputs[0])
             continue
-        if n.op not in IN_PLACE:
+        if memory != "in_place":
             continue
         for x in n.inputs:
             t = graph.tensors[x]

@@ -20,21 +20,6 @@ from compiler.numerics.fixedpoint import round_half_away, round_half_away_array
 from compiler.quant.calibrate import Range
 from compiler.quant.rnnpool import quantize_rnnpool_weights
 
-SAME_SCALE = {
-    "reshape",
-    "transpose",
-    "concat",
-    "split",
-    "slice",
-    "pad",
-    "permute_channels",
-    "identity",
-    "max_pool2d",
-    "avg_pool2d",
-    "resize_nearest",
-}
-FIXED = {"softmax": (1.0 / 256, -128), "sigmoid": (1.0 / 256, -128), "tanh": (1.0 / 128, 0)}
-
 
 def _f32(x: float) -> float:
     return float(np.float32(x))
@@ -72,15 +57,10 @@ def shared_groups(g: Graph) -> dict[str, list[str]]:
     data-movement op or pool connects share one set of parameters (TFLite's constraint)."""
     groups = _Groups()
     for n in g.nodes:
-        if n.op in SAME_SCALE:
-            acts = (
-                n.inputs
-                if n.op == "concat"
-                else [i for i in n.inputs[:1] if not g.tensors[i].is_const]
-            )
-            for t in [*acts, *n.outputs]:
+        if get_op(n.op).quant.output == "same":  # the float data it moves, constants included
+            for t in [*(i for i in n.inputs if g.tensors[i].dtype == "f32"), *n.outputs]:
                 groups.union(t, n.outputs[0])
-    weights = {i for n in g.nodes if n.op in ("conv2d", "dense", "rnnpool") for i in n.inputs[1:]}
+    weights = {i for n in g.nodes if get_op(n.op).quant.weights for i in n.inputs[1:]}
     data = {t for n in g.nodes for t in [*n.inputs, *n.outputs]} | set(g.inputs) | set(g.outputs)
     members: dict[str, list[str]] = {}
     for name in sorted(data - weights):
@@ -120,9 +100,9 @@ def quantize_affine(
         )
     members = shared_groups(g)
     fixed = {
-        n.outputs[0]: QParams((_f32(FIXED[n.op][0]),), (FIXED[n.op][1],))
+        n.outputs[0]: QParams((_f32(q.fixed[0]),), (q.fixed[1],))
         for n in g.nodes
-        if n.op in FIXED
+        if (q := get_op(n.op).quant).fixed is not None
     }
     params: dict[str, QParams] = {}
     for names in members.values():
@@ -143,12 +123,13 @@ def quantize_affine(
             params[n] = qp
     # weights and biases, then every float tensor to int8
     for n in g.nodes:
-        if n.op == "rnnpool":  # |x - zero point| <= 255 bounds W1's row sums
+        wq = get_op(n.op).quant.weights
+        if wq == "rnnpool":  # |x - zero point| <= 255 bounds W1's row sums
             s_x = float(params[n.inputs[0]].scale[0])
             quantize_rnnpool_weights(g, n, states or {}, 255, s_x)
-        if n.op in ("conv2d", "dense") and g.tensors[n.inputs[1]].is_const:
+        if wq in ("per_channel", "per_tensor") and g.tensors[n.inputs[1]].is_const:
             w_t = g.tensors[n.inputs[1]]
-            qw, qp_w = _weights(w_t.data, per_channel=n.op == "conv2d")  # type: ignore[arg-type]
+            qw, qp_w = _weights(w_t.data, per_channel=wq == "per_channel")  # type: ignore[arg-type]
             w_name = g.add_const(f"{n.inputs[1]}/q", const_tensor("w", qw))
             g.tensors[w_name].qparams = qp_w
             ins = [n.inputs[0], w_name]

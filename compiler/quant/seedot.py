@@ -22,7 +22,6 @@ from compiler.quant.affine import shared_groups
 from compiler.quant.calibrate import Range, _progress, observe_ranges
 from compiler.quant.rnnpool import quantize_rnnpool_weights, rnnpool_state_ranges
 
-UNIT_OUTPUT = {"sigmoid", "tanh", "softmax"}  # |y| <= 1: all bits fractional
 SHIFTS = (-2, -1, 0, 1, 2)
 
 
@@ -41,7 +40,8 @@ def quantize_seedot(
     if unsupported:
         raise ModelError(f"cannot quantize: no integer kernel for {', '.join(unsupported)}")
     members = shared_groups(g)
-    unit = {n.outputs[0] for n in g.nodes if n.op in UNIT_OUTPUT}
+    # ops with a fixed output range (|y| <= 1) keep all bits fractional
+    unit = {n.outputs[0] for n in g.nodes if get_op(n.op).quant.output == "fixed"}
     exps: dict[str, int] = {}
     for names in members.values():
         if any(n in unit for n in names):
@@ -53,10 +53,11 @@ def quantize_seedot(
         for n in names:
             exps[n] = e
     for n in g.nodes:
-        if n.op == "rnnpool":
+        wq = get_op(n.op).quant.weights
+        if wq == "rnnpool":
             quantize_rnnpool_weights(g, n, states or {}, 128 if bits == 8 else 32768)
             continue
-        if n.op not in ("conv2d", "dense") or not g.tensors[n.inputs[1]].is_const:
+        if wq not in ("per_channel", "per_tensor") or not g.tensors[n.inputs[1]].is_const:
             continue
         w = g.tensors[n.inputs[1]].data.astype(np.float64)  # type: ignore[union-attr]
         e_w = exp_for(float(np.abs(w).max()), bits)

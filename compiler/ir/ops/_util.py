@@ -58,3 +58,28 @@ def windows(
     v = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(1, 2))
     v = v[:, :: stride[0], :: stride[1], :, ::dh, ::dw]
     return v[:, : out_hw[0], : out_hw[1]]
+
+
+# Layout rules' attribute remaps: physical = logical.transpose(p), so logical axis a is
+# physical axis p.index(a).
+
+
+def permute_axis(attrs: dict[str, object], p: tuple[int, ...]) -> dict[str, object]:
+    """An op with one `axis` attribute (concat, split, softmax)."""
+    return {**attrs, "axis": p.index(int(attrs["axis"]) % len(p))}  # type: ignore[call-overload]
+
+
+def permute_axes(attrs: dict[str, object], p: tuple[int, ...]) -> dict[str, object]:
+    """An op with an `axes` list (slice keeps its order, parallel to starts/ends)."""
+    return {**attrs, "axes": [p.index(x) for x in attrs["axes"]]}  # type: ignore[attr-defined]
+
+
+def permute_sorted_axes(attrs: dict[str, object], p: tuple[int, ...]) -> dict[str, object]:
+    """A reduction's `axes` set."""
+    return {**attrs, "axes": sorted(p.index(x) for x in attrs["axes"])}  # type: ignore[attr-defined]
+
+
+def permute_pads(attrs: dict[str, object], p: tuple[int, ...]) -> dict[str, object]:
+    """ONNX pads: all begins, then all ends, one per axis."""
+    pads, r = list(attrs["pads"]), len(p)  # type: ignore[call-overload]
+    return {**attrs, "pads": [pads[p[j]] for j in range(r)] + [pads[r + p[j]] for j in range(r)]}

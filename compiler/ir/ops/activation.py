@@ -7,8 +7,8 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
-from compiler.ir.ops._util import same
-from compiler.ir.registry import AttrSpec, get_op, int_ref, op
+from compiler.ir.ops._util import permute_axis, same
+from compiler.ir.registry import CALIBRATED, AttrSpec, Quant, get_op, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics import fixedpoint as fx
 from compiler.numerics.fixedpoint import trunc_div
@@ -44,7 +44,14 @@ def _f32(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-@op("relu", infer=lambda n, t, v: same(t))
+@op(
+    "relu",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
+)
 def relu(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.maximum(x[0], np.float32(0))]
 
@@ -53,23 +60,49 @@ def relu(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     "clip",
     attrs={"min": AttrSpec("float", float("-inf")), "max": AttrSpec("float", float("inf"))},
     infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
 )
 def clip(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [_f32(np.clip(x[0], node.attrs["min"], node.attrs["max"]))]
 
 
-@op("leaky_relu", attrs={"alpha": AttrSpec("float", 0.01)}, infer=lambda n, t, v: same(t))
+@op(
+    "leaky_relu",
+    attrs={"alpha": AttrSpec("float", 0.01)},
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
+)
 def leaky_relu(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     a = np.float32(node.attrs["alpha"])
     return [np.where(x[0] >= 0, x[0], x[0] * a)]
 
 
-@op("sigmoid", infer=lambda n, t, v: same(t))
+@op(
+    "sigmoid",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=Quant("fixed", (1.0 / 256, -128)),
+    kernels=("tvc_pointwise.c",),
+)
 def sigmoid(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [_f32(1.0 / (1.0 + np.exp(-x[0].astype(np.float64))))]
 
 
-@op("tanh", infer=lambda n, t, v: same(t))
+@op(
+    "tanh",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=Quant("fixed", (1.0 / 128, 0)),
+    kernels=("tvc_pointwise.c",),
+)
 def tanh(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.tanh(x[0])]
 
@@ -78,13 +111,24 @@ def tanh(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     "hard_sigmoid",
     attrs={"alpha": AttrSpec("float", 0.2), "beta": AttrSpec("float", 0.5)},
     infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
 )
 def hard_sigmoid(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     a, b = np.float32(node.attrs["alpha"]), np.float32(node.attrs["beta"])
     return [_f32(np.clip(x[0] * a + b, 0, 1))]
 
 
-@op("hard_swish", infer=lambda n, t, v: same(t))
+@op(
+    "hard_swish",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
+)
 def hard_swish(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """x * relu6(x + 3) / 6 (ONNX HardSwish: alpha 1/6, beta 0.5)."""
     return [_f32(x[0] * np.clip(x[0] * np.float32(1 / 6) + np.float32(0.5), 0, 1))]
@@ -94,6 +138,11 @@ def hard_swish(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     "softmax",
     attrs={"axis": AttrSpec("int", -1), "beta": AttrSpec("float", 1.0)},
     infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="own",
+    quant=Quant("fixed", (1.0 / 256, -128)),
+    kernels=("tvc_softmax.c",),
+    permute_attrs=permute_axis,
 )
 def softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     axis = int(node.attrs["axis"])  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import channel_scales, finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import mbqm, quantize_multipliers
 from compiler.numerics.pow2 import shift_round
@@ -69,6 +69,11 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
     infer=_infer,
     layout_sensitive=True,
     macs=lambda n, i, o: int(np.prod(o[0].shape)) * int(np.prod(i[1].shape[1:])),
+    layout="spatial",
+    memory="own",
+    quant=Quant("calibrated", weights="per_channel"),
+    kernels=("tvc_conv.c",),
+    nhwc_weights={1: ("ohwi", (0, 2, 3, 1))},
 )
 def conv2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     layout = str(node.attrs["layout"])

@@ -8,7 +8,7 @@ from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import TType, int_ref, op
+from compiler.ir.registry import NOT_QUANTIZED, Quant, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import mbqm, quantize_multipliers, round_half_away_array
 from compiler.numerics.pow2 import shift_round
@@ -29,6 +29,10 @@ def _infer_dense(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list
     inputs=(2, 3),
     infer=_infer_dense,
     macs=lambda n, i, o: int(np.prod(o[0].shape)) * i[1].shape[1],
+    layout="logical",
+    memory="own",
+    quant=Quant("calibrated", weights="per_tensor"),
+    kernels=("tvc_dense.c",),
 )
 def dense(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """y = x @ W^T + b over the last axis (Gemm with transB=1, PyTorch Linear)."""
@@ -50,7 +54,15 @@ def _infer_matmul(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     return [TType(tuple(shape), t[0].dtype)]
 
 
-@op("matmul", inputs=(2, 2), infer=_infer_matmul)
+@op(
+    "matmul",
+    inputs=(2, 2),
+    infer=_infer_matmul,
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
+)
 def matmul(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.matmul(x[0], x[1]).astype(np.float32)]
 

@@ -13,7 +13,7 @@ from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import TType, int_ref, op
+from compiler.ir.registry import CALIBRATED, NOT_QUANTIZED, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
 from compiler.numerics.pow2 import shift_round
@@ -47,7 +47,17 @@ def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], fused
 
     run.__doc__ = f"elementwise {name} with broadcasting"
     attrs = dict(FUSED_ACT_ATTRS) if fused else None
-    op(name, attrs=attrs, inputs=(2, 2), infer=_infer, dtypes=NUMERIC)(run)
+    op(
+        name,
+        attrs=attrs,
+        inputs=(2, 2),
+        infer=_infer,
+        dtypes=NUMERIC,
+        layout="broadcast",
+        memory="in_place" if fused else "own",
+        quant=CALIBRATED if fused else NOT_QUANTIZED,
+        kernels=("tvc_binary.c",) if fused else (),
+    )(run)
 
 
 _binary("add", np.add, True)

@@ -6,7 +6,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.registry import AttrSpec, TType, op
+from compiler.ir.registry import NOT_QUANTIZED, AttrSpec, TType, op
 from compiler.ir.tensor import DTYPES
 
 ANY = tuple(DTYPES)
@@ -24,6 +24,10 @@ def _shape_range(rank: int, attrs: dict[str, object]) -> slice:
         TType((len(t[0].shape[_shape_range(len(t[0].shape), n.attrs)]),), "i64")
     ],
     dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
 )
 def shape(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """The input's (static) shape; foldable whether or not the input is constant."""
@@ -36,7 +40,17 @@ def _infer_gather(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     return [TType((*data[:axis], *t[1].shape, *data[axis + 1 :]), t[0].dtype)]
 
 
-@op("gather", attrs={"axis": AttrSpec("int", 0)}, inputs=(2, 2), infer=_infer_gather, dtypes=ANY)
+@op(
+    "gather",
+    attrs={"axis": AttrSpec("int", 0)},
+    inputs=(2, 2),
+    infer=_infer_gather,
+    dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
+)
 def gather(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.take(x[0], x[1].astype(np.int64), axis=node.attrs["axis"])]  # type: ignore[call-overload]
 
@@ -56,6 +70,10 @@ def _shape_value(node: Node, v: np.ndarray | None) -> tuple[int, ...] | None:
         None if (s := _shape_value(n, v[0])) is None else [TType(s, str(n.attrs["dtype"]))]
     ),
     dtypes=("i64",),
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
 )
 def constant_of_shape(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     dt = DTYPES[str(node.attrs["dtype"])]
@@ -74,7 +92,16 @@ def _infer_expand(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
         ) from None
 
 
-@op("expand", inputs=(2, 2), infer=_infer_expand, dtypes=ANY)
+@op(
+    "expand",
+    inputs=(2, 2),
+    infer=_infer_expand,
+    dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
+)
 def expand(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     target = np.broadcast_shapes(x[0].shape, tuple(int(d) for d in x[1]))
     return [np.ascontiguousarray(np.broadcast_to(x[0], target))]
@@ -86,6 +113,15 @@ def _infer_range(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list
     return [TType((len(np.arange(v[0], v[1], v[2])),), t[0].dtype)]  # type: ignore[call-overload]
 
 
-@op("range", inputs=(3, 3), infer=_infer_range, dtypes=("i32", "i64", "f32"))
+@op(
+    "range",
+    inputs=(3, 3),
+    infer=_infer_range,
+    dtypes=("i32", "i64", "f32"),
+    layout="logical",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
+)
 def range_(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.arange(x[0], x[1], x[2]).astype(x[0].dtype)]  # type: ignore[call-overload]

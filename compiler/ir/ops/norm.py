@@ -6,7 +6,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.registry import AttrSpec, TType, op
+from compiler.ir.registry import NOT_QUANTIZED, AttrSpec, TType, op
 
 
 def bn_affine(x: list[np.ndarray], eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +29,10 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
     inputs=(5, 5),
     infer=_infer,
     layout_sensitive=True,
+    layout="spatial",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
 )
 def batch_norm(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     mul, off = bn_affine(x, float(node.attrs["epsilon"]))  # type: ignore[arg-type]

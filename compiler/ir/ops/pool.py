@@ -7,8 +7,16 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, same_params, scale_zp
-from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
-from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.ops._util import (
+    from_nhwc,
+    hwc_dims,
+    make_shape,
+    out_size,
+    permute_sorted_axes,
+    to_nhwc,
+    windows,
+)
+from compiler.ir.registry import CALIBRATED, SAME, AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, trunc_div, wrap32
 
@@ -61,6 +69,10 @@ def _padded(x: np.ndarray, node: Node, fill: float) -> tuple[np.ndarray, tuple[i
     attrs={**POOL_ATTRS, "dilation": AttrSpec("ints", [1, 1])},
     infer=_infer_pool,
     layout_sensitive=True,
+    layout="spatial",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_pool.c",),
 )
 def max_pool2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     layout = str(node.attrs["layout"])
@@ -76,6 +88,10 @@ def max_pool2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     attrs={**POOL_ATTRS, "count_include_pad": AttrSpec("int", 0, (0, 1))},
     infer=_infer_pool,
     layout_sensitive=True,
+    layout="spatial",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_pool.c",),
 )
 def avg_pool2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Average over each window; the divisor counts padding only with count_include_pad, and
@@ -109,7 +125,15 @@ def _infer_gap(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[T
     return [TType(make_shape(n, 1, 1, c, layout), t[0].dtype)]
 
 
-@op("global_avg_pool", infer=_infer_gap, layout_sensitive=True)
+@op(
+    "global_avg_pool",
+    infer=_infer_gap,
+    layout_sensitive=True,
+    layout="spatial",
+    memory="own",
+    quant=CALIBRATED,
+    kernels=("tvc_pool.c",),
+)
 def global_avg_pool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     axes = (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
     return [x[0].mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)]
@@ -131,6 +155,11 @@ def _infer_mean(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[
     "reduce_mean",
     attrs={"axes": AttrSpec("ints"), "keepdims": AttrSpec("int", 1, (0, 1))},
     infer=_infer_mean,
+    layout="axis",
+    memory="own",
+    quant=CALIBRATED,
+    kernels=("tvc_pool.c",),
+    permute_attrs=permute_sorted_axes,
 )
 def reduce_mean(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import numpy as np
 
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import finish, scale_zp
-from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.registry import CALIBRATED, AttrSpec, TType, int_ref, op
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, round_half_away_f32
 
@@ -15,6 +15,10 @@ from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, round_half_a
     "quantize",
     attrs={"to": AttrSpec("str", "i8", ("i8", "i16"))},
     infer=lambda n, t, v: [TType(t[0].shape, str(n.attrs["to"]))],
+    layout="logical",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
 )
 def quantize(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """In a float run the edge is transparent; the integer reference does the real work."""
@@ -40,6 +44,10 @@ def quantize_int(
     "dequantize",
     infer=lambda n, t, v: [TType(t[0].shape, "f32")],
     dtypes=("i8", "i16"),
+    layout="logical",
+    memory="own",
+    quant=CALIBRATED,
+    kernels=(),
 )
 def dequantize(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0].astype(np.float32)]

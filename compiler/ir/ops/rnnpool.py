@@ -26,7 +26,7 @@ from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
-from compiler.ir.registry import AttrSpec, TType, int_ref, op
+from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
 from compiler.numerics.pow2 import shift_round
@@ -159,6 +159,10 @@ def rnnpool_nhwc(
     infer=_infer,
     layout_sensitive=True,
     macs=_macs,
+    layout="spatial",
+    memory="own",
+    quant=Quant("calibrated", weights="rnnpool"),
+    kernels=("tvc_rnnpool.c",),
 )
 def rnnpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """RNNPool with FastGRNN cells: Y[:, :, i, j] = (rows fwd, rows bwd, cols fwd, cols bwd)."""

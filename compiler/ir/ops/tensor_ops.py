@@ -7,8 +7,15 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Node
 from compiler.ir.ops._qutil import same_params, scale_zp
-from compiler.ir.ops._util import hwc_dims, make_shape, same
-from compiler.ir.registry import AttrSpec, TType, get_op, int_ref, op
+from compiler.ir.ops._util import (
+    hwc_dims,
+    make_shape,
+    permute_axes,
+    permute_axis,
+    permute_pads,
+    same,
+)
+from compiler.ir.registry import NOT_QUANTIZED, SAME, AttrSpec, TType, get_op, int_ref, op
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import round_half_away_f32
 
@@ -56,6 +63,10 @@ def _infer_reshape(node: Node, t: list[TType], v: list[np.ndarray | None]) -> li
     inputs=(1, 2),
     infer=_infer_reshape,
     dtypes=ANY,
+    layout="reshape",
+    memory="alias",
+    quant=SAME,
+    kernels=("tvc_move.c",),
 )
 def reshape(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Static target when the `shape` attribute is set; else ONNX semantics on input 2."""
@@ -71,7 +82,16 @@ def _infer_transpose(node: Node, t: list[TType], v: list[np.ndarray | None]) -> 
     return [TType(tuple(t[0].shape[p] for p in perm), t[0].dtype)]
 
 
-@op("transpose", attrs={"perm": AttrSpec("ints")}, infer=_infer_transpose, dtypes=ANY)
+@op(
+    "transpose",
+    attrs={"perm": AttrSpec("ints")},
+    infer=_infer_transpose,
+    dtypes=ANY,
+    layout="transpose",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+)
 def transpose(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[0].transpose(node.attrs["perm"]))]  # type: ignore[arg-type]
 
@@ -93,7 +113,18 @@ def _infer_concat(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     return [TType(tuple(shape), t[0].dtype)]
 
 
-@op("concat", attrs={"axis": AttrSpec("int")}, inputs=(1, 1 << 16), infer=_infer_concat, dtypes=ANY)
+@op(
+    "concat",
+    attrs={"axis": AttrSpec("int")},
+    inputs=(1, 1 << 16),
+    infer=_infer_concat,
+    dtypes=ANY,
+    layout="axis",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+    permute_attrs=permute_axis,
+)
 def concat(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate(x, axis=node.attrs["axis"])]  # type: ignore[arg-type]
 
@@ -115,6 +146,11 @@ def _infer_split(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list
     outputs=(1, 1 << 16),
     infer=_infer_split,
     dtypes=ANY,
+    layout="axis",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+    permute_attrs=permute_axis,
 )
 def split(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     bounds = np.cumsum(node.attrs["sizes"])[:-1]  # type: ignore[arg-type]
@@ -158,6 +194,11 @@ def _infer_slice(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list
     },
     infer=_infer_slice,
     dtypes=ANY,
+    layout="axis",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+    permute_attrs=permute_axes,
 )
 def slice_(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[0][slice_index(x[0].shape, node.attrs)])]
@@ -179,6 +220,11 @@ def _infer_pad(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[T
         "value": AttrSpec("float", 0.0),
     },
     infer=_infer_pad,
+    layout="axis",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+    permute_attrs=permute_pads,
 )
 def pad(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     pads = node.attrs["pads"]
@@ -202,18 +248,37 @@ def _infer_permute(node: Node, t: list[TType], v: list[np.ndarray | None]) -> li
     attrs={"perm": AttrSpec("ints"), "axis": AttrSpec("int", -1)},
     infer=_infer_permute,
     dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
 )
 def permute_channels(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """y[..., c] = x[..., perm[c]]: what a channel shuffle becomes in NHWC."""
     return [np.take(x[0], node.attrs["perm"], axis=node.attrs["axis"])]  # type: ignore[call-overload]
 
 
-@op("identity", infer=lambda n, t, v: same(t), dtypes=ANY)
+@op(
+    "identity",
+    infer=lambda n, t, v: same(t),
+    dtypes=ANY,
+    layout="elementwise",
+    memory="alias",
+    quant=SAME,
+    kernels=("tvc_move.c",),
+)
 def identity(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0]]
 
 
-@op("dropout", infer=lambda n, t, v: same(t))
+@op(
+    "dropout",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
+)
 def dropout(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Inference: the identity."""
     return [x[0]]
@@ -224,6 +289,10 @@ def dropout(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     attrs={"to": AttrSpec("str", choices=tuple(DTYPES))},
     infer=lambda n, t, v: [TType(t[0].shape, str(n.attrs["to"]))],
     dtypes=ANY,
+    layout="elementwise",
+    memory="own",
+    quant=NOT_QUANTIZED,
+    kernels=(),
 )
 def cast(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0].astype(DTYPES[str(node.attrs["to"])])]
@@ -277,6 +346,10 @@ def _infer_resize(node: Node, t: list[TType], v: list[np.ndarray | None]) -> lis
     infer=_infer_resize,
     layout_sensitive=True,
     dtypes=ANY,
+    layout="spatial",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_move.c",),
 )
 def resize_nearest(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Nearest-neighbour upscaling by integer factors: out[y][x] = in[y // fh][x // fw]."""

@@ -1,0 +1,58 @@
+"""Every fact about an op lives in its op module (compiler/ir/ops), and every registered op
+declares every fact: an omission fails here, not as a silent transpose, a lost in-place write
+or a codegen error after planning."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.ir.registry import LAYOUT_RULES, MEMORY, Quant, TType, all_ops, op
+
+AXIS_ATTRS = ("axis", "axes", "pads")
+
+
+@pytest.mark.parametrize("name", sorted(all_ops()))
+def test_every_op_declares_every_fact(name: str) -> None:
+    d = all_ops()[name]
+    assert d.layout in LAYOUT_RULES
+    assert d.memory in MEMORY
+    assert isinstance(d.quant, Quant)
+    assert d.layout_sensitive == (d.layout == "spatial")
+    if d.layout in ("elementwise", "axis") and any(a in d.attrs for a in AXIS_ATTRS):
+        assert d.permute_attrs is not None, f"{name} names axes but has no permute_attrs"
+    if d.layout == "axis":
+        assert d.permute_attrs is not None
+    if d.quant.output != "none":  # quantized ops compute in integers
+        assert d.run_int is not None, f"{name} is quantized but has no integer semantics"
+    if d.quant.output == "none":
+        assert not d.kernels, f"{name} is never quantized, yet names C kernels"
+    if d.memory != "own":  # in place / aliasing: one input, one output, same element count
+        assert d.outputs == (1, 1)
+    if d.quant.weights is not None:
+        assert d.inputs[1] >= 2
+
+
+def test_an_op_without_its_facts_fails_at_definition() -> None:
+    with pytest.raises(TypeError):
+        op("__missing_facts", infer=lambda n, t, v: [TType((1,), "f32")])  # type: ignore[call-arg]
+    with pytest.raises(RuntimeError, match="layout rule"):
+        op(
+            "__bad_layout",
+            infer=lambda n, t, v: [TType((1,), "f32")],
+            layout="nchw-ish",
+            memory="own",
+            quant=Quant("calibrated"),
+            kernels=(),
+        )
+    with pytest.raises(ValueError, match="fixed"):
+        Quant("fixed")
+
+
+def test_facts_drive_the_passes() -> None:
+    """The tables that used to live in passes/ and codegen/ are gone: the passes ask the ops."""
+    ops = all_ops()
+    assert {n for n, d in ops.items() if d.memory == "in_place"} >= {"relu", "add", "quantize"}
+    assert {n for n, d in ops.items() if d.memory == "alias"} == {"reshape", "identity"}
+    assert ops["softmax"].quant.fixed == (1.0 / 256, -128)
+    assert ops["max_pool2d"].quant.output == "same"
+    assert ops["conv2d"].kernels == ("tvc_conv.c",)

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from compiler import __version__
-from compiler.compile import CompileOptions, compile_model
+from compiler.compile import STAGES as PIPELINE_STAGES
+from compiler.compile import CompileOptions, compile_model, run_pipeline
 from compiler.errors import EXIT_BUDGET, EXIT_INTERNAL, TvcError, UsageError
 from compiler.frontend.loader import load_model
 from compiler.frontend.onnx import parse_input_shapes
@@ -25,8 +26,10 @@ from compiler.ir.boundary import (
     write_outputs,
 )
 from compiler.ir.interpreter import run_graph
+from compiler.ir.lowering import BACKENDS
 from compiler.ir.text import print_graph
 from compiler.passes.manager import STAGES, run_passes
+from compiler.passes.plan import plan_text
 from compiler.tools.boards import all_boards, get_board, parse_size
 from compiler.tools.elf import read_elf
 from compiler.tools.host import build_host, run_host
@@ -46,13 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     shape_help = "static input shape, e.g. x=1,3,64,64 (needed when the model has dynamic H/W)"
 
     ir = sub.add_parser("ir", help="print the IR of a model after a compiler stage")
-    ir.add_argument("model", help="model file (.onnx, or IR text)")
+    ir.add_argument("model", help="model file (.onnx, .tflite, or IR text)")
     ir.add_argument(
         "--after",
         default=STAGES[-1],
-        choices=STAGES,
-        help="stage to stop after (default: %(default)s)",
+        choices=PIPELINE_STAGES,
+        help="stage to stop after (default: %(default)s); quantize and later take --calib",
     )
+    ir.add_argument("--calib", help="calibration data, as for compile (quantize and later)")
+    ir.add_argument("--quant", default="affine", choices=("affine", "seedot"))
+    ir.add_argument("--bits", default="8", choices=("8", "16", "auto"))
+    ir.add_argument("--kernels", default="portable", choices=tuple(BACKENDS))
+    ir.add_argument("--input-in-arena", action="store_true")
     ir.add_argument("--full", action="store_true", help="print all constant data (parseable back)")
     ir.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     ir.add_argument("-o", "--output", type=Path, help="write to a file instead of stdout")
@@ -168,7 +176,23 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_ir(args: argparse.Namespace) -> int:
-    text = print_graph(_load(args), full=args.full)
+    if args.after in STAGES:
+        text = print_graph(_load(args), full=args.full)
+    else:
+        opts = CompileOptions(
+            model=args.model,
+            target="",
+            calib=args.calib,
+            quant=args.quant,
+            bits=args.bits,
+            input_shapes=parse_input_shapes(args.input_shape),
+            kernels=args.kernels,
+            input_in_arena=args.input_in_arena,
+        )
+        staged = run_pipeline(opts, args.after)
+        text = print_graph(staged.graph, full=args.full)
+        if staged.plan is not None:
+            text += plan_text(staged.graph, staged.plan)
     if args.output:
         args.output.write_text(text)
     else:

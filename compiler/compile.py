@@ -12,17 +12,19 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler.codegen.cmsis import scratch_needs, uses_cmsis
+from compiler.codegen.cmsis import uses_cmsis
 from compiler.codegen.emit import emit_c
-from compiler.codegen.lower import portable_scratch
+from compiler.codegen.lower import scratch_needs
 from compiler.errors import BudgetError, UsageError
 from compiler.frontend.loader import load_model
 from compiler.ir.graph import Graph
+from compiler.ir.lowering import BACKENDS
 from compiler.ir.text import print_graph
-from compiler.ir.verify import verify
+from compiler.ir.verify import verify, verify_lowerable, verify_quantized
+from compiler.passes.manager import STAGES as FLOAT_STAGES
 from compiler.passes.manager import run_passes
-from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena
-from compiler.passes.schedule import patch_regions, schedule
+from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena, verify_plan
+from compiler.passes.schedule import PatchRegion, fuse_patchwise, patch_regions, schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.affine import quantize_affine
 from compiler.quant.calibrate import load_samples, observe_ranges
@@ -95,22 +97,88 @@ def quantize(
         q, details = search_seedot(graph, samples, val, opts.bits, opts.progress)
     else:
         raise UsageError(f"--quant {opts.quant!r}: choose affine or seedot")
-    verify(q, "quantize")
     return q, evaluate(graph, q, val), details
+
+
+STAGES = (*FLOAT_STAGES, "quantize", "schedule", "plan")
+
+
+@dataclass
+class Staged:
+    """What the pipeline made, up to the stage it stopped after."""
+
+    graph: Graph  # after the last stage run (patch-wise steps fused when they won)
+    stage: str
+    accuracy: dict[str, object] | None = None
+    details: dict[str, object] = field(default_factory=dict)
+    plan: Plan | None = None
+    scratch: dict[int, int] = field(default_factory=dict)
+    quantized: Graph | None = None  # the quantized graph in its original order
+    layerwise: Graph | None = None  # the scheduled graph before any patch-wise fusion
+    candidates: list[PatchRegion] = field(default_factory=list)
+    whole: Plan | None = None  # plans layer by layer and patch-wise, for the report
+    tiled: Plan | None = None
+
+
+def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
+    """The declared pipeline: frontend → canonicalize → layout → quantize → schedule → plan,
+    each stage checked by its verifier (passes.manager for the float stages; after quantize
+    every activation is integer with parameters; before planning every op has a lowering
+    rule for the backend; after planning no two live buffers overlap)."""
+    if after not in STAGES:
+        raise UsageError(f"unknown stage {after!r}; stages: {', '.join(STAGES)}")
+    float_after = after if after in FLOAT_STAGES else FLOAT_STAGES[-1]
+    graph = run_passes(load_model(opts.model, opts.input_shapes), float_after)
+    if after in FLOAT_STAGES:
+        return Staged(graph, after)
+    q, accuracy, details = quantize(graph, opts)
+    q.name = graph.name
+    verify(q, "quantize")
+    verify_quantized(q)
+    staged = Staged(q, "quantize", accuracy, details, quantized=q)
+    if after == "quantize":
+        return staged
+    if opts.kernels not in BACKENDS:
+        raise UsageError(f"--kernels {opts.kernels!r}: choose {' or '.join(BACKENDS)}")
+    q = schedule(q)
+    verify(q, "schedule")
+    staged.graph, staged.stage = q, "schedule"
+    if after == "schedule":
+        return staged
+    verify_lowerable(q, opts.kernels)
+    candidates = patch_regions(q)
+    arena_in = opts.input_in_arena
+    # patch-wise where it lowers the arena (small maps may do better layer by layer)
+    whole_scratch = scratch_needs(q, opts.kernels)
+    whole = plan_arena(q, scratch=whole_scratch, arena_inputs=arena_in)
+    fused = fuse_patchwise(q)
+    verify(fused, "schedule")
+    fused_scratch = scratch_needs(fused, opts.kernels) if candidates else whole_scratch
+    tiled = plan_arena(fused, scratch=fused_scratch, arena_inputs=arena_in) if candidates else whole
+    patchwise = tiled.size < whole.size
+    chosen, plan, scratch = (
+        (fused, tiled, fused_scratch) if patchwise else (q, whole, whole_scratch)
+    )
+    verify_plan(chosen, plan)
+    staged.graph, staged.stage, staged.plan, staged.scratch = chosen, "plan", plan, scratch
+    staged.layerwise, staged.candidates, staged.whole, staged.tiled = q, candidates, whole, tiled
+    return staged
 
 
 def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     board = get_board(opts.target)
-    graph = run_passes(load_model(opts.model, opts.input_shapes), "layout")
-    name = c_name(opts.name or graph.name)
+    staged = run_pipeline(opts)
+    name = c_name(opts.name or staged.graph.name)
     out = Path(opts.out or f"build/{name}")
     if out.exists() and not _replaceable(out):
         raise UsageError(
             f"{out}: exists and is not a tvc output directory; refusing to replace it",
             "choose another --out, or move that directory away",
         )
-    q, accuracy, details = quantize(graph, opts)
+    q, plan, scratch = staged.graph, staged.plan, staged.scratch
+    assert plan is not None and staged.whole is not None and staged.tiled is not None
     q.name = name
+    accuracy, details = staged.accuracy, staged.details
     report: dict[str, object] = {
         "model": str(opts.model),
         "name": name,
@@ -121,20 +189,11 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         "flash": {"budget_bytes": parse_size(opts.flash) if opts.flash else board.total("flash")},
         "accuracy": {k: v for k, v in (accuracy or {}).items() if k != "per_tensor_sqnr_db"}
         or None,
-        "layers": layer_table(q, (accuracy or {}).get("per_tensor_sqnr_db")),  # type: ignore[arg-type]
+        "layers": layer_table(
+            staged.quantized,  # type: ignore[arg-type]
+            (accuracy or {}).get("per_tensor_sqnr_db"),  # type: ignore[arg-type]
+        ),
     }
-    q = schedule(q)
-    scratch = portable_scratch(q)
-    if opts.kernels == "cmsis-nn":
-        scratch = {**scratch, **scratch_needs(q)}  # nodes CMSIS-NN does not take keep ours
-    elif opts.kernels != "portable":
-        raise UsageError(f"--kernels {opts.kernels!r}: choose portable or cmsis-nn")
-    arena_in = opts.input_in_arena
-    # patch-wise where it lowers the arena (small maps may do better layer by layer)
-    whole = plan_arena(q, scratch=scratch, patchwise=False, arena_inputs=arena_in)
-    tiled = plan_arena(q, scratch=scratch, arena_inputs=arena_in) if patch_regions(q) else whole
-    patchwise = tiled.size < whole.size
-    plan = tiled if patchwise else whole
     io = io_bytes(q, plan)
     budget = int(report["ram"]["budget_bytes"])  # type: ignore[index, call-overload]
     extras = tuple(r for r in board.memory if r.kind == "ram" and r.section != ".bss")
@@ -144,9 +203,9 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             budget - io - STACK_RESERVE,
             tuple(r.size for r in extras),
             scratch,
-            patchwise,
-            arena_in,
+            opts.input_in_arena,
         )
+        verify_plan(q, plan)
     precheck(q, plan, report)
     regions = tuple((r.name, r.section) for r in extras)
     generated = emit_c(
@@ -168,16 +227,17 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
     report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
     report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
-    candidates = patch_regions(q)
-    if candidates:  # what running every layer whole would take, for comparison
+    if staged.candidates:  # what running every layer whole would take, for comparison
+        lw = staged.layerwise
+        assert lw is not None
         report["ram"]["patchwise"] = {  # type: ignore[index]
             "regions": [
-                f"{q.nodes[r.conv].label} + {q.nodes[r.pool].label}: band of {r.band_rows} rows"
-                for r in candidates
+                f"{lw.nodes[r.conv].label} + {lw.nodes[r.pool].label}: band of {r.band_rows} rows"
+                for r in staged.candidates
             ],
-            "used": patchwise,
-            "arena_bytes": tiled.size,
-            "layerwise_arena_bytes": whole.size,
+            "used": q is not lw,
+            "arena_bytes": staged.tiled.size,
+            "layerwise_arena_bytes": staged.whole.size,
         }
     report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
     report["sources"] = generated.sources

@@ -234,7 +234,7 @@ def test_exact_double_requantization_matches_ieee(tmp_path) -> None:
         ],
         check=True,
     )
-    from compiler.codegen.lower import _mantissa
+    from compiler.ir.ops.dense import _mantissa
 
     rng = np.random.default_rng(0)
     lines = []

@@ -10,9 +10,9 @@ import jinja2
 import numpy as np
 
 from compiler import __version__
-from compiler.codegen.cmsis import CmsisLowering
-from compiler.codegen.lower import C_TYPES, Const, Lowering, c_ident
+from compiler.codegen.lower import Backend, c_ident
 from compiler.ir.graph import Graph
+from compiler.ir.lowering import C_TYPES, Const
 from compiler.passes.plan import ALIGN, Plan
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
@@ -93,10 +93,7 @@ def emit_c(
 ) -> Generated:
     """`regions`: (name, linker section) of the board's extra RAM regions the plan may use;
     `kernels`: "portable" or "cmsis-nn" (with the plan's `scratch` buffers per node)."""
-    if kernels == "cmsis-nn":
-        low: Lowering = CmsisLowering(graph, plan, name, tuple(r for r, _ in regions), scratch)
-    else:
-        low = Lowering(graph, plan, name, tuple(r for r, _ in regions))
+    low = Backend(graph, plan, name, kernels, tuple(r for r, _ in regions), scratch)
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import BACKENDS, CodegenError, LowerCtx, Lowered
 
 if TYPE_CHECKING:
     from compiler.ir.tensor import Tensor
@@ -110,6 +111,34 @@ class OpDef:
     # spatial ops: constant input index -> (name suffix, transpose) of its data when the op
     # goes from NCHW to NHWC (conv weights OIHW -> OHWI)
     nhwc_weights: dict[int, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    # "own" ops that may still write their output over input 0 from its first byte on, where this
+    # proof holds for the node (a patch-wise step that consumes its input row by row)
+    overwrite_proof: Callable[[Graph, Node], bool] | None = None
+    # integer parameters, computed once from the node and its tensors (a frozen dataclass that
+    # the integer reference and every backend's lowering consume)
+    params: Callable[[Node, list[Tensor], list[Tensor]], object] | None = None
+    # lowering rules by backend, in the order they are tried
+    lower: dict[str, list[Rule]] = field(default_factory=dict)
+
+
+def _always(graph: Graph, node: Node) -> bool:
+    return True
+
+
+def _no_scratch(graph: Graph, node: Node) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One way to lower an op for a backend: when it applies, the work buffer it needs (planned
+    into the arena before code exists), and the code."""
+
+    op: str
+    backend: str
+    emit: Callable[[LowerCtx, Node], Lowered]
+    applies: Callable[[Graph, Node], bool] = _always
+    scratch: Callable[[Graph, Node], int] = _no_scratch
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -131,6 +160,7 @@ def op(
     kernels: tuple[str, ...],
     permute_attrs: Callable[[dict[str, object], tuple[int, ...]], dict[str, object]] | None = None,
     nhwc_weights: dict[int, tuple[str, tuple[int, ...]]] | None = None,
+    overwrite_proof: Callable[[Graph, Node], bool] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated float reference together with every fact about the op. The facts
     are keyword-only and have no defaults: an op that forgets one fails at import."""
@@ -164,6 +194,7 @@ def op(
             quant=quant,
             kernels=tuple(kernels),
             nhwc_weights=dict(nhwc_weights or {}),
+            overwrite_proof=overwrite_proof,
         )
         return run
 
@@ -181,6 +212,53 @@ def int_ref(name: str) -> Callable[[RunIntFn], RunIntFn]:
         return fn
 
     return attach
+
+
+def params(name: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """Attach the op's integer-parameter function (node, input tensors, output tensors)."""
+
+    def attach(fn: Callable[..., object]) -> Callable[..., object]:
+        d = _REGISTRY[name]
+        if d.params is not None:
+            raise RuntimeError(f"parameters of {name!r} defined twice")
+        d.params = fn
+        return fn
+
+    return attach
+
+
+def lowering(
+    name: str,
+    backend: str,
+    *,
+    applies: Callable[[Graph, Node], bool] = _always,
+    scratch: Callable[[Graph, Node], int] = _no_scratch,
+) -> Callable[[Callable[[LowerCtx, Node], Lowered]], Callable[[LowerCtx, Node], Lowered]]:
+    """Append a lowering rule of the op for a backend (tried in definition order)."""
+    if backend not in BACKENDS:
+        raise RuntimeError(f"unknown backend {backend!r}")
+
+    def attach(fn: Callable[[LowerCtx, Node], Lowered]) -> Callable[[LowerCtx, Node], Lowered]:
+        _REGISTRY[name].lower.setdefault(backend, []).append(
+            Rule(name, backend, fn, applies, scratch)
+        )
+        return fn
+
+    return attach
+
+
+def select_rule(graph: Graph, node: Node, backend: str) -> Rule:
+    """The first rule of the backend (then of those it falls back to) that applies."""
+    d = get_op(node.op)
+    for b in BACKENDS[backend]:
+        for rule in d.lower.get(b, []):
+            if rule.applies(graph, node):
+                return rule
+    dt = graph.tensors[node.outputs[0]].dtype
+    raise CodegenError(
+        f"node {node.label!r} ({node.op}, {dt}) has no C kernel for the {backend} backend",
+        "C runs quantized graphs (int8/int16); keep such layers out of the model",
+    )
 
 
 def get_op(name: str) -> OpDef:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph
-from compiler.ir.registry import TType, check_attrs, get_op
+from compiler.ir.registry import TType, check_attrs, get_op, select_rule
 
 QUANTIZED = ("i8", "i16")
 
@@ -87,3 +87,41 @@ def verify(graph: Graph, where: str = "") -> None:
     for o in graph.outputs:
         if o not in defined:
             raise fail(f"graph output {o!r} is never produced")
+
+
+def verify_layout(graph: Graph) -> None:
+    """After layout: no layout-sensitive op is left working on 4-D NCHW data."""
+    for node in graph.nodes:
+        d = get_op(node.op)
+        x = graph.tensors[node.inputs[0]]
+        if d.layout_sensitive and len(x.shape) == 4 and node.attrs["layout"] != "NHWC":
+            raise IRError(
+                f"IR check failed (after layout): {node.op} node {node.label!r} still runs on "
+                f"{node.attrs['layout']} data"
+            )
+
+
+def verify_quantized(graph: Graph) -> None:
+    """After quantize: every activation is int8/int16 with parameters, and every op computes
+    in integers (has integer semantics)."""
+    acts = [*graph.inputs, *(o for n in graph.nodes for o in n.outputs)]
+    for name in acts:
+        t = graph.tensors[name]
+        if t.dtype not in QUANTIZED or t.qparams is None:
+            raise IRError(
+                f"IR check failed (after quantize): activation {name} is {t.dtype}"
+                + ("" if t.qparams is not None else " without quantization parameters")
+            )
+    for node in graph.nodes:
+        if get_op(node.op).run_int is None:
+            raise IRError(
+                f"IR check failed (after quantize): {node.op} node {node.label!r} has no "
+                "integer semantics"
+            )
+
+
+def verify_lowerable(graph: Graph, backend: str) -> None:
+    """Before codegen: every op has a lowering rule that applies, for the chosen backend
+    (raises the CodegenError that names the node)."""
+    for node in graph.nodes:
+        select_rule(graph, node, backend)

@@ -58,19 +58,24 @@ def pointwise_table(
     return quantize_pow2(vals, exp_out, "i32")
 
 
+def apply_table(table: np.ndarray, x: np.ndarray, dtype: str) -> np.ndarray:
+    """Read a `pointwise_table`: int8 (and TFLite int8 LUTs), one entry per code; int16, linear
+    interpolation between the two points around each code (what the C kernels do)."""
+    lo, _ = QRANGE[dtype]
+    xi = np.asarray(x, np.int64)
+    if dtype == "i8":
+        return np.asarray(table)[xi - lo]
+    step_bits = 16 - TABLE_BITS
+    idx = (xi - lo) >> step_bits
+    frac = (xi - lo) & ((1 << step_bits) - 1)
+    y = table[idx] + shift_round((table[idx + 1] - table[idx]) * frac, step_bits)
+    return saturate(y, dtype)
+
+
 def pointwise(
     fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, exp_in: int, exp_out: int, dtype: str
 ) -> np.ndarray:
     """A pointwise function on fixed point. int8: a 256-entry table (exact per code). int16: a
     1025-point table over the whole input range, linear interpolation between points (~15 bits
     for smooth functions such as tanh)."""
-    lo, _ = QRANGE[dtype]
-    xi = np.asarray(x, np.int64)
-    table = pointwise_table(fn, exp_in, exp_out, dtype)
-    if dtype == "i8":
-        return table[xi - lo]
-    step_bits = 16 - TABLE_BITS
-    idx = (xi - lo) >> step_bits
-    frac = (xi - lo) & ((1 << step_bits) - 1)
-    y = table[idx] + shift_round((table[idx + 1] - table[idx]) * frac, step_bits)
-    return saturate(y, dtype)
+    return apply_table(pointwise_table(fn, exp_in, exp_out, dtype), x, dtype)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compiler.errors import IRError
 from compiler.ir.graph import Graph
 from compiler.ir.registry import get_op
-from compiler.passes.schedule import overwrite_is_safe, patch_regions
 
 ALIGN = 16
 
@@ -26,7 +26,6 @@ class Plan:
     # buffers moved out of the main arena: tensor -> (region index >= 1, offset in its arena)
     placed_in: dict[str, int] = field(default_factory=dict)
     region_sizes: tuple[int, ...] = ()  # arena size of each extra region
-    patchwise: bool = True  # conv → RNNPool pairs run band by band (schedule.patch_regions)
     sizes: dict[str, int] = field(default_factory=dict)  # buffer -> bytes reserved (aligned)
 
 
@@ -49,11 +48,12 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     return life
 
 
-def aliases(graph: Graph, arena_inputs: bool = False, patchwise: bool = True) -> dict[str, str]:
-    """Outputs that live in an input's bytes (not across the caller's buffers): reshapes always
-    (same bytes), in-place kernels when that input dies here and has the output's size, and a
-    patch-wise RNNPool over the conv input it consumes row by row (schedule.overwrite_is_safe).
-    With `arena_inputs` the graph inputs are arena buffers like any other."""
+def aliases(graph: Graph, arena_inputs: bool = False) -> dict[str, str]:
+    """Outputs that live in an input's bytes (not across the caller's buffers): aliasing ops
+    always (same bytes), in-place ops when that input dies here and has the output's size, and
+    ops whose overwrite proof holds (a patch-wise RNNPool over the frame it consumes row by
+    row). All three are op facts (registry.OpDef). With `arena_inputs` the graph inputs are
+    arena buffers like any other."""
     io = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs))
     last_use: dict[str, int] = {}
     for k, n in enumerate(graph.nodes):
@@ -61,14 +61,10 @@ def aliases(graph: Graph, arena_inputs: bool = False, patchwise: bool = True) ->
             last_use[i] = k
     out: dict[str, str] = {}
     taken: set[str] = set()  # a buffer is overwritten in place by one output only
-    over = {
-        r.pool: graph.nodes[r.conv].inputs[0]
-        for r in (patch_regions(graph) if patchwise else [])
-        if overwrite_is_safe(graph, r)
-    }
     for k, n in enumerate(graph.nodes):
-        x = over.get(k)
-        if x is not None and x not in io and last_use[x] == k - 1 and n.outputs[0] not in io:
+        proof = get_op(n.op).overwrite_proof
+        x = n.inputs[0] if proof is not None and proof(graph, n) else None
+        if x is not None and x not in io and last_use[x] == k and n.outputs[0] not in io:
             root = out.get(x, x)
             if root not in taken:
                 taken.add(root)
@@ -130,20 +126,14 @@ def plan_arena(
     main_capacity: int | None = None,
     extra: tuple[int, ...] = (),
     scratch: dict[int, int] | None = None,
-    patchwise: bool = True,
     arena_inputs: bool = False,
 ) -> Plan:
     """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
     an aliased output shares its input's bytes, so that buffer lives as long as either.
     With `main_capacity` and `extra` region sizes: while the main arena is over capacity, the
     largest buffer live at its peak step moves to the first extra region it fits in."""
-    alias = aliases(graph, arena_inputs, patchwise)
+    alias = aliases(graph, arena_inputs)
     raw = lifetimes(graph)
-    regions = patch_regions(graph) if patchwise else []
-    for r in regions:  # the conv runs inside the RNNPool's step: its inputs live until then
-        for i in graph.nodes[r.conv].inputs:
-            if i in raw and raw[i][1] < r.pool:
-                raw[i] = (raw[i][0], r.pool)
     internal = [
         k for k in raw if (arena_inputs or k not in graph.inputs) and k not in graph.outputs
     ]
@@ -156,11 +146,8 @@ def plan_arena(
     size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
     for k, root in alias.items():  # an overwrite in place may be smaller than its buffer
         size_of[root] = max(size_of[root], _aligned(graph.tensors[k].nbytes))
-    for r in regions:  # the conv output is a band of rows
-        size_of[graph.nodes[r.conv].outputs[0]] = _aligned(r.band_bytes(graph))
-    fused = {r.conv: r.pool for r in regions}
     for step, nbytes in (scratch or {}).items():  # kernel work buffers, live during their node
-        life[scratch_name(step)] = (step, fused.get(step, step))
+        life[scratch_name(step)] = (step, step)
         size_of[scratch_name(step)] = _aligned(nbytes)
     steps = range(-1, len(graph.nodes) + 1)
     lower = max(
@@ -213,6 +200,47 @@ def plan_arena(
         life,
         dict(sorted(placed_in.items())),
         tuple(extra_sizes),
-        patchwise,
         dict(sorted(size_of.items())),
     )
+
+
+def verify_plan(graph: Graph, plan: Plan) -> None:
+    """After planning: no two buffers that are live at the same step share a byte (aliases
+    share their root's buffer by design and are checked through it)."""
+    spans = []
+    for name, (first, last) in plan.lives.items():
+        off = plan.offsets.get(name)
+        if off is None:
+            raise IRError(f"plan check failed: buffer {name} has no offset")
+        size = plan.sizes.get(name, 0)
+        spans.append((plan.placed_in.get(name, 0), off, off + size, first, last, name))
+    spans.sort()
+    for i, (r, o, e, f, z, n) in enumerate(spans):
+        capacity = plan.size if r == 0 else plan.region_sizes[r - 1]
+        if e > capacity:
+            raise IRError(f"plan check failed: {n} ends at {e}, past its arena of {capacity} B")
+        for r2, o2, e2, f2, z2, n2 in spans[i + 1 :]:
+            if r2 != r or o2 >= e:
+                break
+            if f <= z2 and f2 <= z:
+                raise IRError(
+                    f"plan check failed: {n} [{o}, {e}) and {n2} [{o2}, {e2}) overlap while "
+                    f"both are live (steps {max(f, f2)}..{min(z, z2)})"
+                )
+
+
+def plan_text(graph: Graph, plan: Plan) -> str:
+    """The plan as IR-text comments (the parser skips them): every buffer's place and life."""
+    lines = [
+        f"// plan: arena {plan.size} B, lower bound {plan.lower_bound} B, naive {plan.naive} B"
+    ]
+    for name, (first, last) in sorted(plan.lives.items(), key=lambda kv: (kv[1], kv[0])):
+        region = plan.placed_in.get(name, 0)
+        where = f"region {region} " if region else ""
+        lines.append(
+            f"//   %{name}: {where}[{plan.offsets[name]}, {plan.offsets[name] + plan.sizes[name]})"
+            f" live steps {first}..{last}"
+        )
+    for name, root in sorted(plan.aliases.items()):
+        lines.append(f"//   %{name}: the bytes of %{root}")
+    return "\n".join(lines) + "\n"

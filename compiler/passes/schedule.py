@@ -6,8 +6,9 @@ fewest bytes live (it frees the most, or allocates the least), ties by the origi
 Chains are unaffected; the new order is kept only if its peak of live bytes is lower.
 
 Patch-wise: a convolution whose only reader is the RNNPool right after it never materializes
-its output. The two run patch row by patch row: the conv computes just the rows the next patch
-row adds into a band of `patch_h` rows, RNNPool reads its patches by stride from that band.
+its output. `fuse_patchwise` makes the pair one `conv_rnnpool` node (compiler/ir/ops/
+conv_rnnpool.py) that runs patch row by patch row: the conv computes just the rows the next
+patch row adds into a band of `patch_h` rows, RNNPool reads its patches by stride from that band.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compiler.ir.graph import Graph, Node
+from compiler.ir.registry import make_node
 
 
 @dataclass(frozen=True)
@@ -23,35 +25,10 @@ class PatchRegion:
     pool: int  # node index of the RNNPool that reads it (conv + 1)
     band_rows: int  # conv output rows held at once
 
-    def band_bytes(self, graph: Graph) -> int:
-        t = graph.tensors[graph.nodes[self.conv].outputs[0]]
-        _, _, w, c = t.shape
-        return self.band_rows * w * c * t.nbytes // t.numel
-
-
-def overwrite_is_safe(graph: Graph, r: PatchRegion) -> bool:
-    """May RNNPool's output rows overwrite the conv's input from its first byte on? Row oy of
-    the output is written once the band holds conv rows up to hi(oy); every input row the
-    remaining conv rows read must still lie past the bytes written so far."""
-    conv, pool = graph.nodes[r.conv], graph.nodes[r.pool]
-    x, y = graph.tensors[conv.inputs[0]], graph.tensors[pool.outputs[0]]
-    if x.dtype != y.dtype or x.shape[0] != 1:
-        return False
-    _, in_h, in_w, in_c = x.shape
-    _, conv_h, _, _ = graph.tensors[conv.outputs[0]].shape
-    _, out_h, out_w, out_c = y.shape
-    sh, ph = int(pool.attrs["stride"][0]), int(pool.attrs["patch"][0])  # type: ignore[index]
-    s_conv, pad_t = int(conv.attrs["stride"][0]), int(conv.attrs["pad"][0])  # type: ignore[index]
-    for oy in range(out_h):
-        hi = min(oy * sh + ph, conv_h)  # conv rows computed once row oy is written
-        first_needed = in_h if hi >= conv_h else max(0, min(in_h, hi * s_conv - pad_t))
-        if (oy + 1) * out_w * out_c > first_needed * in_w * in_c:
-            return False
-    return True
-
 
 def patch_regions(graph: Graph) -> list[PatchRegion]:
-    """Conv → RNNPool pairs that run patch-wise (quantized NHWC graphs, dense convolutions)."""
+    """Conv → RNNPool pairs that can run patch-wise (quantized NHWC graphs, dense convolutions
+    whose only reader is the RNNPool right after them)."""
     consumers = graph.consumers()
     out = []
     for k, n in enumerate(graph.nodes[:-1]):
@@ -72,6 +49,48 @@ def patch_regions(graph: Graph) -> list[PatchRegion]:
             if rows < t.shape[1]:
                 out.append(PatchRegion(k, k + 1, rows))
     return out
+
+
+def fuse_patchwise(graph: Graph) -> Graph:
+    """Each patch-wise pair becomes one `conv_rnnpool` node; the convolution's output tensor,
+    which is never materialized whole, leaves the graph (its quantization goes into the node)."""
+    regions = {r.conv: r for r in patch_regions(graph)}
+    if not regions:
+        return graph
+    g = graph.copy()
+    nodes: list[Node] = []
+    skip: set[int] = set()
+    for k, n in enumerate(g.nodes):
+        if k in skip:
+            continue
+        r = regions.get(k)
+        if r is None:
+            nodes.append(n)
+            continue
+        pool = g.nodes[r.pool]
+        mid = g.tensors[n.outputs[0]]
+        q = mid.qparams
+        assert q is not None
+        attrs: dict[str, object] = {f"conv_{a}": v for a, v in n.attrs.items() if a != "layout"}
+        attrs.update({a: v for a, v in pool.attrs.items()})
+        attrs.update(band_rows=r.band_rows, mid_dtype=mid.dtype)
+        if q.exp is not None:
+            attrs["mid_exp"] = q.exp
+        else:
+            attrs.update(mid_scale=float(q.scale[0]), mid_zp=int(q.zero_point[0]))
+        nodes.append(
+            make_node(
+                "conv_rnnpool",
+                [*n.inputs, *pool.inputs[1:]],
+                list(pool.outputs),
+                f"{n.label}+{pool.label}",
+                **attrs,
+            )
+        )
+        skip.add(r.pool)
+    g.nodes = nodes
+    g.prune_tensors()
+    return g
 
 
 def _peak(graph: Graph, order: list[Node]) -> int:

@@ -3,6 +3,7 @@
 from compiler.ir.ops import (  # noqa: F401
     activation,
     conv,
+    conv_rnnpool,
     dense,
     elementwise,
     glue,

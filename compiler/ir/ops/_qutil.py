@@ -52,3 +52,8 @@ def same_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> None:
                 f"{node.op} {node.label}: {t.name} has quantization {t.qparams}, output has {ref}; "
                 "data-movement ops need equal parameters"
             )
+
+
+def clamp(acc: np.ndarray, lo: int, hi: int, out: Tensor) -> np.ndarray:
+    """Clamp to precomputed integer bounds (an op's params) and narrow to the output dtype."""
+    return np.clip(acc, lo, hi).astype(DTYPES[out.dtype])

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.ops._cmsis import affine_i8
+from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
 from compiler.ir.ops._util import permute_axis, same
-from compiler.ir.registry import CALIBRATED, AttrSpec, Quant, get_op, int_ref, op
+from compiler.ir.registry import CALIBRATED, AttrSpec, Quant, get_op, int_ref, lowering, op, params
 from compiler.ir.tensor import Tensor
 from compiler.numerics import fixedpoint as fx
 from compiler.numerics.fixedpoint import trunc_div
-from compiler.numerics.pow2 import pointwise, saturate
+from compiler.numerics.pow2 import TABLE_BITS, apply_table, pointwise_table, saturate
 
 FUSED_ACTS = ("none", "relu", "relu6", "clip")
 # attributes every op with a fused activation carries
@@ -151,30 +156,55 @@ def softmax(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [_f32(e / e.sum(axis=axis, keepdims=True))]
 
 
-# --- integer references ----------------------------------------------------------------------
+# --- integer parameters and references ------------------------------------------------------
 
 
-def _relux_int(
-    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor], lo: float, hi: float
-) -> list[np.ndarray]:
-    """TFLite ReluX: requantize to the output scale, clamp to the activation's range."""
+@dataclass(frozen=True)
+class RequantParams:
+    """TFLite ReluX / Requantize, computed once: one multiplier s_in / s_out, a clamp."""
+
+    in_zp: int
+    out_zp: int
+    mult: int
+    shift: int
+    act_min: int
+    act_max: int
+
+
+def requant_params(
+    ins: list[Tensor], outs: list[Tensor], act: tuple[float, float] | None
+) -> RequantParams:
     (si, zi), (so, zo) = scale_zp(ins[0]), scale_zp(outs[0])
     m, sh = fx.quantize_multiplier(si / so)
-    return [finish(zo + fx.mbqm(x[0].astype(np.int64) - zi, m, sh), outs[0], (lo, hi))]
+    lo, hi = fx.act_bounds(act, so, zo, outs[0].dtype)
+    return RequantParams(zi, zo, m, sh, lo, hi)
+
+
+def _relux_range(node: Node) -> tuple[float, float]:
+    if node.op == "relu":
+        return 0.0, float("inf")
+    return float(node.attrs["min"]), float(node.attrs["max"])  # type: ignore[arg-type]
+
+
+@params("relu")
+@params("clip")
+def relux_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> RequantParams:
+    return requant_params(ins, outs, _relux_range(node))
+
+
+def requant_int(p: RequantParams, x: np.ndarray, out: Tensor) -> np.ndarray:
+    return clamp(
+        p.out_zp + fx.mbqm(x.astype(np.int64) - p.in_zp, p.mult, p.shift), p.act_min, p.act_max, out
+    )
 
 
 @int_ref("relu")
-def relu_int(
-    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-) -> list[np.ndarray]:
-    return _relux_int(node, x, ins, outs, 0.0, float("inf"))
-
-
 @int_ref("clip")
-def clip_int(
+def relux_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
-    return _relux_int(node, x, ins, outs, float(node.attrs["min"]), float(node.attrs["max"]))  # type: ignore[arg-type]
+    """TFLite ReluX: requantize to the output scale, clamp to the activation's range."""
+    return [requant_int(relux_params(node, ins, outs), x[0], outs[0])]
 
 
 def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
@@ -183,31 +213,87 @@ def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
     return np.float32(1) / (np.float32(1) + e)
 
 
-def _lut_int(fn, x: np.ndarray, ins: list[Tensor], outs: list[Tensor]) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _tanh_f32(v: np.ndarray) -> np.ndarray:
+    return np.tanh(v.astype(np.float64)).astype(np.float32)
+
+
+def table_fn(node: Node) -> Callable[[np.ndarray], np.ndarray]:
+    """The float function a pointwise op's table samples: TFLite's own evaluation for
+    sigmoid/tanh (their int8 kernels build the table so), the float reference otherwise."""
+    if node.op == "sigmoid":
+        return _sigmoid_f32
+    if node.op == "tanh":
+        return _tanh_f32
+    run = get_op(node.op).run
+    return lambda v: run(node, [v])[0]
+
+
+@dataclass(frozen=True)
+class TableParams:
+    """A pointwise op as a table, computed once: int8, one entry per input code (affine:
+    TFLite's LUTPopulate; SeeDot: exact per code); int16 (SeeDot), 2^TABLE_BITS + 1 points with
+    linear interpolation."""
+
+    table: np.ndarray  # int8 codes, or int32 points for int16
+
+
+def table_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> TableParams:
+    fn = table_fn(node)
     e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
     if e_in is not None and e_out is not None:
-        dt = np.int8 if outs[0].dtype == "i8" else np.int16
-        return pointwise(fn, x, e_in, e_out, outs[0].dtype).astype(dt)
+        return TableParams(pointwise_table(fn, e_in, e_out, outs[0].dtype))
     if outs[0].dtype != "i8":
-        raise IRError("affine pointwise integer kernels are int8 lookup tables")
+        raise IRError(f"{node.op} {node.label}: affine pointwise kernels are int8 lookup tables")
     (si, zi), (so, zo) = scale_zp(ins[0]), scale_zp(outs[0])
-    table = fx.lut_int8(si, zi, so, zo, fn)
-    return table[x.astype(np.int64) + 128].astype(np.int8)
+    return TableParams(fx.lut_int8(si, zi, so, zo, fn))
 
 
-@int_ref("sigmoid")
-def sigmoid_int(
+def table_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
-    """TFLite int8 Logistic: a 256-entry table built from the float function."""
-    return [_lut_int(_sigmoid_f32, x[0], ins, outs)]
+    """A pointwise op by its table (TFLite int8 Logistic/Tanh build theirs the same way)."""
+    p = table_params(node, ins, outs)
+    dt = np.int8 if outs[0].dtype == "i8" else np.int16
+    return [apply_table(p.table, x[0], outs[0].dtype).astype(dt)]
 
 
-@int_ref("tanh")
-def tanh_int(
-    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-) -> list[np.ndarray]:
-    return [_lut_int(lambda v: np.tanh(v.astype(np.float64)).astype(np.float32), x[0], ins, outs)]
+TABLE_OPS = ("sigmoid", "tanh", "hard_swish", "hard_sigmoid", "leaky_relu")
+for _name in TABLE_OPS:
+    params(_name)(table_params)
+    int_ref(_name)(table_int)
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """Softmax's integers, computed once. Affine: TFLite's input multiplier, left shift and
+    diff_min; SeeDot: the exp table (Q0.15-ish, by the pointwise table) and the output shift."""
+
+    pow2: bool
+    mult: int = 0
+    left_shift: int = 0
+    diff_min: int = 0
+    exp_table: np.ndarray | None = None
+    out_shift: int = 0
+
+
+@params("softmax")
+def softmax_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> SoftmaxParams:
+    e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
+    beta = np.float32(node.attrs["beta"])
+    if e_in is not None and e_out is not None:
+        dt = outs[0].dtype
+        bits = 16 if dt == "i16" else 8
+        table = pointwise_table(
+            lambda t: np.exp(t.astype(np.float64) * beta).astype(np.float32),
+            e_in,
+            -(bits - 1),
+            dt,
+        )
+        return SoftmaxParams(True, exp_table=table, out_shift=-e_out)
+    if outs[0].dtype != "i8":
+        raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
+    mult, shift, diff_min = fx.softmax_params(float(beta), scale_zp(ins[0])[0])
+    return SoftmaxParams(False, mult, shift, diff_min)
 
 
 @int_ref("softmax")
@@ -215,19 +301,26 @@ def softmax_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
     """TFLite reference int8 Softmax: gemmlowp fixed-point exp of scaled differences to the
-    row max, a fixed-point reciprocal of their sum; output scale 1/256, zero point -128."""
+    row max, a fixed-point reciprocal of their sum; output scale 1/256, zero point -128.
+    SeeDot: exp of (x - max) by the table into Q0.15, an int32 sum, one rounded integer
+    division per element into the output exponent."""
     axis = int(node.attrs["axis"]) % x[0].ndim  # type: ignore[arg-type]
-    e_in, e_out = pow2_exp(ins[0]), pow2_exp(outs[0])
-    if e_in is not None and e_out is not None:
-        return [_softmax_pow2(node, x[0], e_in, e_out, outs[0].dtype, axis)]
-    if axis != x[0].ndim - 1 or outs[0].dtype != "i8":
-        raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
-    si, _ = scale_zp(ins[0])
-    mult, shift, diff_min = fx.softmax_params(float(node.attrs["beta"]), si)  # type: ignore[arg-type]
+    p = softmax_params(node, ins, outs)
     v = x[0].astype(np.int64)
+    if p.pow2:
+        dt = outs[0].dtype
+        bits = 16 if dt == "i16" else 8
+        diff = np.maximum(v - v.max(axis=axis, keepdims=True), -(1 << (bits - 1)))
+        e = apply_table(p.exp_table, diff, dt)  # type: ignore[arg-type]
+        total = e.sum(axis=axis, keepdims=True)
+        num = e << p.out_shift
+        out = trunc_div(num + total // 2, np.maximum(total, 1))
+        return [saturate(out, dt).astype(np.int8 if dt == "i8" else np.int16)]
+    if axis != x[0].ndim - 1:
+        raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
     diff = v - v.max(axis=-1, keepdims=True)
-    valid = diff >= diff_min
-    scaled = fx.mbqm_gt_one(diff, mult, shift)
+    valid = diff >= p.diff_min
+    scaled = fx.mbqm_gt_one(diff, p.mult, p.left_shift)
     exps = np.where(valid, fx.exp_on_negative_values(scaled, 5), 0)
     total = fx.rdbpot(exps, 12).sum(axis=-1, keepdims=True)  # Rescale<12>, F12 accumulator
     recip, over = fx.get_reciprocal(total, 12)
@@ -235,41 +328,125 @@ def softmax_int(
     return [np.where(valid, np.clip(out, -128, 127), -128).astype(np.int8)]
 
 
-def _pointwise_lut(name: str) -> None:
-    """int8 of any pointwise float op: a 256-entry table of the float reference, evaluated on
-    every input code (our kernel; TFLite has no int8 kernel for these, or a different one)."""
-    float_run = get_op(name).run
-
-    def run_int(
-        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-    ) -> list[np.ndarray]:
-        return [_lut_int(lambda v: float_run(node, [v])[0], x[0], ins, outs)]
-
-    run_int.__doc__ = f"int8 {name} by lookup table"
-    int_ref(name)(run_int)
+# --- lowering ------------------------------------------------------------------------------
 
 
-for _name in ("hard_swish", "hard_sigmoid", "leaky_relu"):
-    _pointwise_lut(_name)
-
-
-def _softmax_pow2(
-    node: Node, x: np.ndarray, e_in: int, e_out: int, dtype: str, axis: int
-) -> np.ndarray:
-    """SeeDot softmax: exp of (x - max) by the pointwise table into Q0.15, an int32 sum, one
-    rounded integer division per element into the output exponent."""
-    beta = np.float32(node.attrs["beta"])
-    v = x.astype(np.int64)
-    bits = 16 if dtype == "i16" else 8
-    diff = np.maximum(v - v.max(axis=axis, keepdims=True), -(1 << (bits - 1)))
-    e = pointwise(
-        lambda t: np.exp(t.astype(np.float64) * beta).astype(np.float32),
-        diff,
-        e_in,
-        -(bits - 1),
-        dtype,
+def requant_portable(ctx: LowerCtx, node: Node, p: RequantParams) -> Lowered:
+    low = Lowered()
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    low.decls.append(
+        struct(
+            "tvc_requant_t",
+            ctx.name,
+            {
+                "count": x.numel,
+                "in_zp": p.in_zp,
+                "out_zp": p.out_zp,
+                "mult": p.mult,
+                "shift": p.shift,
+                "act_min": p.act_min,
+                "act_max": p.act_max,
+                "requant": "TVC_RQ_MULT",
+            },
+        )
     )
-    total = e.sum(axis=axis, keepdims=True)
-    num = e << (-e_out)
-    out = trunc_div(num + total // 2, np.maximum(total, 1))
-    return saturate(out, dtype).astype(np.int8 if dtype == "i8" else np.int16)
+    low.stmts.append(
+        ctx.call(
+            f"requant_{SUFFIX[y.dtype]}",
+            f"&{ctx.name}",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low
+
+
+def _tensors(ctx: LowerCtx, node: Node) -> tuple[list[Tensor], list[Tensor]]:
+    g = ctx.graph
+    return [g.tensors[i] for i in node.inputs], [g.tensors[o] for o in node.outputs]
+
+
+@lowering("relu", "portable")
+@lowering("clip", "portable")
+def relux_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    return requant_portable(ctx, node, relux_params(node, *_tensors(ctx, node)))
+
+
+def _table_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    p = table_params(node, [x], [y])
+    if y.dtype == "i8":
+        t = low.table(f"{ctx.name}_lut", "int8_t", p.table)
+        low.stmts.append(
+            ctx.call(
+                "lut_s8", str(x.numel), t, ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False)
+            )
+        )
+    else:
+        t = low.table(f"{ctx.name}_table", "int32_t", p.table)
+        low.stmts.append(
+            ctx.call(
+                "interp_s16",
+                str(x.numel),
+                t,
+                str(TABLE_BITS),
+                ctx.ptr(node.inputs[0]),
+                ctx.ptr(node.outputs[0], False),
+            )
+        )
+    return low
+
+
+for _name in TABLE_OPS:
+    lowering(_name, "portable")(_table_portable)
+
+
+def _last_axis(graph: Graph, node: Node) -> bool:
+    rank = len(graph.tensors[node.inputs[0]].shape)
+    return int(node.attrs["axis"]) % rank == rank - 1  # type: ignore[call-overload]
+
+
+@lowering("softmax", "portable", applies=_last_axis)
+def softmax_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    dt = y.dtype
+    low = Lowered()
+    depth = x.shape[-1]
+    f: dict[str, object] = {"rows": x.numel // depth, "depth": depth}
+    p = softmax_params(node, [x], [y])
+    if p.pow2:
+        f.update(
+            out_shift=p.out_shift,
+            table_bits=TABLE_BITS,
+            exp_table=low.table(f"{ctx.name}_exp", "int32_t", p.exp_table),  # type: ignore[arg-type]
+        )
+        kernel = f"softmax_pow2_{SUFFIX[dt]}"
+    else:
+        f.update(mult=p.mult, left_shift=p.left_shift, diff_min=p.diff_min)
+        kernel = "softmax_s8"
+    low.decls.append(struct("tvc_softmax_t", ctx.name, f))
+    low.stmts.append(
+        ctx.call(kernel, f"&{ctx.name}", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False))
+    )
+    return low
+
+
+@lowering("softmax", "cmsis-nn", applies=lambda g, n: affine_i8(g, n) and _last_axis(g, n))
+def softmax_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
+    """arm_softmax_s8, with the same parameters as TFLite's reference kernel."""
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    low = Lowered()
+    depth = x.shape[-1]
+    p = softmax_params(node, [x], [y])
+    args = [
+        ctx.ptr(node.inputs[0]),
+        str(x.numel // depth),
+        str(depth),
+        str(p.mult),
+        str(p.left_shift),
+        str(p.diff_min),
+        ctx.ptr(node.outputs[0], False),
+    ]
+    low.stmts.append(f"arm_softmax_s8({', '.join(args)});")
+    return low

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import finish, pow2_exp, qp, scale_zp
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.ops import _cmsis as cm
+from compiler.ir.ops._cmsis import affine_i8
+from compiler.ir.ops._qutil import clamp, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import NOT_QUANTIZED, Quant, TType, int_ref, op
+from compiler.ir.ops.conv import check_bias
+from compiler.ir.registry import NOT_QUANTIZED, Quant, TType, int_ref, lowering, op, params
 from compiler.ir.tensor import Tensor
-from compiler.numerics.fixedpoint import mbqm, quantize_multipliers, round_half_away_array
+from compiler.numerics.fixedpoint import (
+    act_bounds,
+    mbqm,
+    quantize_multiplier,
+    round_half_away_array,
+)
 from compiler.numerics.pow2 import shift_round
 
 
@@ -67,6 +79,42 @@ def matmul(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.matmul(x[0], x[1]).astype(np.float32)]
 
 
+@dataclass(frozen=True)
+class DenseParams:
+    """The integers of one quantized fully connected layer, computed once."""
+
+    in_zp: int
+    w_zp: int  # TFLite per-tensor weights may carry a zero point
+    out_zp: int
+    act_min: int
+    act_max: int
+    pow2_shift: int | None  # SeeDot: one rounding shift from the accumulator to the output
+    mult: int  # affine per-tensor: one TFLite multiplier and shift
+    shift: int
+    # TFLite per-channel FULLY_CONNECTED: its reference kernel requantizes in double,
+    # round(acc * s_x * s_w / s_y); the C reproduces that product exactly in integers
+    exact_scale: tuple[float, ...]
+
+
+@params("dense")
+def dense_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> DenseParams:
+    x, w, y = ins[0], ins[1], outs[0]
+    (s_x, z_x), (s_y, z_y) = scale_zp(x), scale_zp(y)
+    lo, hi = act_bounds(act_range(node.attrs), s_y, z_y, y.dtype)
+    e_x = pow2_exp(x)
+    if e_x is not None:
+        shift = int(pow2_exp(y)) - (e_x + int(pow2_exp(w)))  # type: ignore[arg-type]
+        return DenseParams(0, 0, 0, lo, hi, shift, 0, 0, ())
+    q_w = qp(w)
+    s_w = np.asarray(q_w.scale, np.float64)
+    z_w = q_w.zero_point
+    if s_w.size > 1:
+        exact = tuple(float(e) for e in s_x * s_w / s_y)
+        return DenseParams(z_x, 0, z_y, lo, hi, None, 0, 0, exact)
+    m, sh = quantize_multiplier(s_x * float(s_w[0]) / s_y)
+    return DenseParams(z_x, int(z_w[0]) if len(z_w) == 1 else 0, z_y, lo, hi, None, m, sh, ())
+
+
 @int_ref("dense")
 def dense_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
@@ -74,26 +122,148 @@ def dense_int(
     """TFLite FullyConnected. Per-tensor weights: integer multiplier and shift. Per-channel
     weights: TFLite's reference kernel requantizes in double, round(acc * s_x*s_w/s_y), and so
     do we (TFLite Micro and CMSIS-NN use integer multipliers there and can differ by one)."""
-    e_x = pow2_exp(ins[0])
-    if e_x is not None:  # SeeDot: exponents add; one rounding shift to the output's
+    p = dense_params(node, ins, outs)
+    if p.pow2_shift is not None:  # SeeDot: exponents add; one rounding shift to the output's
         acc = (x[0].astype(np.float64) @ x[1].astype(np.float64).T).astype(np.int64)
         if len(x) == 3:
             acc = acc + x[2].astype(np.int64)
-        e_acc = e_x + int(pow2_exp(ins[1]))  # type: ignore[arg-type]
-        shifted = shift_round(acc, int(pow2_exp(outs[0])) - e_acc)  # type: ignore[arg-type]
-        return [finish(shifted, outs[0], act_range(node.attrs))]
-    s_x, z_x = scale_zp(ins[0])
-    q_w = qp(ins[1])
-    s_w = np.asarray(q_w.scale, np.float64)
-    z_w = np.asarray(q_w.zero_point, np.float64)
-    s_y, z_y = scale_zp(outs[0])
-    n_out = x[1].shape[0]
+        return [clamp(shift_round(acc, p.pow2_shift), p.act_min, p.act_max, outs[0])]
+    z_w = np.asarray(qp(ins[1]).zero_point, np.float64)
     wz = x[1].astype(np.float64) - (z_w[:, None] if z_w.size > 1 else z_w)
-    acc = ((x[0].astype(np.float64) - z_x) @ wz.T).astype(np.int64)
+    acc = ((x[0].astype(np.float64) - p.in_zp) @ wz.T).astype(np.int64)
     if len(x) == 3:
         acc = acc + x[2].astype(np.int64)
-    if s_w.size > 1:
-        scaled = acc.astype(np.float64) * (s_x * s_w / s_y)
-        return [finish(round_half_away_array(scaled) + z_y, outs[0], act_range(node.attrs))]
-    mult, shift = quantize_multipliers(s_x * np.broadcast_to(s_w, (n_out,)) / s_y)
-    return [finish(mbqm(acc, mult, shift) + z_y, outs[0], act_range(node.attrs))]
+    if p.exact_scale:
+        out = round_half_away_array(acc.astype(np.float64) * np.array(p.exact_scale)) + p.out_zp
+    else:
+        out = mbqm(acc, p.mult, p.shift) + p.out_zp
+    return [clamp(out, p.act_min, p.act_max, outs[0])]
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+def _mantissa(value: float) -> tuple[int, int]:
+    """A double as mant * 2^exp with an integer mant < 2^53 (exact)."""
+    if value == 0.0:
+        return 0, 0
+    m, e = math.frexp(value)
+    return int(m * (1 << 53)), e - 53
+
+
+@lowering("dense", "portable")
+def dense_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    name = ctx.name
+    ins = [ctx.graph.tensors[i] for i in node.inputs]
+    y = ctx.graph.tensors[node.outputs[0]]
+    x, w = ins[0], ins[1]
+    dt = y.dtype
+    p = dense_params(node, ins, [y])
+    n_out, k = w.shape
+    fields: dict[str, object] = {
+        "rows": x.numel // k,
+        "in_dim": k,
+        "out_dim": n_out,
+        "act_min": p.act_min,
+        "act_max": p.act_max,
+    }
+    if p.pow2_shift is not None:
+        fields.update(
+            in_zp=0,
+            w_zp=0,
+            out_zp=0,
+            requant="TVC_RQ_POW2",
+            per_channel=0,
+            shift=low.table(f"{name}_shift", "int32_t", [p.pow2_shift]),
+        )
+    else:
+        fields.update(in_zp=p.in_zp, out_zp=p.out_zp, w_zp=p.w_zp)
+        if p.exact_scale:
+            mant, exp = zip(*(_mantissa(e) for e in p.exact_scale), strict=True)
+            fields.update(
+                requant="TVC_RQ_EXACT",
+                per_channel=1,
+                exact_mant=low.table(f"{name}_mant", "int64_t", np.array(mant)),
+                exact_exp=low.table(f"{name}_exp", "int32_t", np.array(exp)),
+            )
+        else:
+            fields.update(
+                requant="TVC_RQ_MULT",
+                per_channel=0,
+                mult=low.table(f"{name}_mult", "int32_t", [p.mult]),
+                shift=low.table(f"{name}_shift", "int32_t", [p.shift]),
+            )
+    low.decls.append(struct("tvc_dense_t", name, fields))
+    check_bias(ctx.graph, node, dt)
+    bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
+    low.stmts.append(
+        ctx.call(
+            f"dense_{SUFFIX[dt]}",
+            f"&{name}",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.inputs[1]),
+            bias,
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low
+
+
+def _cmsis_applies(graph: Graph, node: Node) -> bool:
+    w = graph.tensors[node.inputs[1]]
+    return affine_i8(graph, node) and w.qparams is not None and len(w.qparams.scale) == 1
+
+
+@lowering("dense", "cmsis-nn", applies=_cmsis_applies)
+def dense_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
+    """arm_fully_connected_s8 (per-tensor weights: the integer multiplier every backend shares)."""
+    low = Lowered()
+    name = ctx.name
+    ins = [ctx.graph.tensors[i] for i in node.inputs]
+    y = ctx.graph.tensors[node.outputs[0]]
+    x, w = ins[0], ins[1]
+    p = dense_params(node, ins, [y])
+    n_out, k = w.shape
+    rows = x.numel // k
+    low.decls += [
+        struct(
+            "cmsis_nn_fc_params",
+            f"{name}_p",
+            {
+                "input_offset": -p.in_zp,
+                "filter_offset": -p.w_zp,
+                "output_offset": p.out_zp,
+                "activation": f"{{.min = {p.act_min}, .max = {p.act_max}}}",
+            },
+        ),
+        struct(
+            "cmsis_nn_per_tensor_quant_params",
+            f"{name}_q",
+            {"multiplier": p.mult, "shift": p.shift},
+        ),
+        cm.dims(f"{name}_in", rows, 1, 1, k),
+        cm.dims(f"{name}_f", k, 1, 1, n_out),
+        cm.dims(f"{name}_b", 1, 1, 1, n_out),
+        cm.dims(f"{name}_out", rows, 1, 1, n_out),
+    ]
+    cctx = cm.context(ctx, low)
+    bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 else "0"
+    x_ptr, y_ptr = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False)
+    low.stmts.append(
+        cm.status(
+            "arm_fully_connected_s8",
+            cctx,
+            f"&{name}_p",
+            f"&{name}_q",
+            f"&{name}_in",
+            x_ptr,
+            f"&{name}_f",
+            ctx.ptr(node.inputs[1]),
+            f"&{name}_b",
+            bias,
+            f"&{name}_out",
+            y_ptr,
+        )
+    )
+    return low

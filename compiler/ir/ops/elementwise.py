@@ -6,16 +6,26 @@ add/sub/mul carry a fused activation like conv does (TFLite fuses ReLU into them
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
-from compiler.ir.ops._qutil import finish, pow2_exp, scale_zp
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, dims4, ints, strides, struct
+from compiler.ir.ops import _cmsis as cm
+from compiler.ir.ops._cmsis import affine_i8
+from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import CALIBRATED, NOT_QUANTIZED, TType, int_ref, op
+from compiler.ir.registry import CALIBRATED, NOT_QUANTIZED, TType, int_ref, lowering, op, params
 from compiler.ir.tensor import Tensor
-from compiler.numerics.fixedpoint import mbqm, mbqm_lt_one, quantize_multiplier, wrap32
+from compiler.numerics.fixedpoint import (
+    act_bounds,
+    mbqm,
+    mbqm_lt_one,
+    quantize_multiplier,
+    wrap32,
+)
 from compiler.numerics.pow2 import shift_round
 
 NUMERIC = ("f32", "i32", "i64")
@@ -68,26 +78,83 @@ _binary("div", lambda a, b: _int_div(a, b) if a.dtype.kind == "i" else np.divide
 ADD_LEFT_SHIFT = {"i8": 20, "i16": 15}
 
 
+@dataclass(frozen=True)
+class BinaryParams:
+    """The integers of one quantized add/sub/mul, computed once. Affine add: TFLite's scheme,
+    both inputs to a common 2x-max scale with `left_shift` bits of headroom, summed, requantized;
+    affine mul: one multiplier s1*s2/s_out. SeeDot: exponent differences (`pow2_*`)."""
+
+    in1_zp: int
+    in2_zp: int
+    out_zp: int
+    act_min: int
+    act_max: int
+    pow2: bool
+    pow2_1: int = 0  # SeeDot add: shift of each input to the output exponent
+    pow2_2: int = 0
+    pow2_out: int = 0  # SeeDot mul: shift of the product to the output exponent
+    left_shift: int = 0
+    mult1: int = 0
+    shift1: int = 0
+    mult2: int = 0
+    shift2: int = 0
+    mult_out: int = 0
+    shift_out: int = 0
+
+
+def binary_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> BinaryParams:
+    y = outs[0]
+    s_y, z_y = scale_zp(y)
+    lo, hi = act_bounds(act_range(node.attrs), s_y, z_y, y.dtype)
+    e1, e2, eo = pow2_exp(ins[0]), pow2_exp(ins[1]), pow2_exp(y)
+    if e1 is not None and e2 is not None and eo is not None:
+        if node.op == "mul":
+            return BinaryParams(0, 0, 0, lo, hi, True, pow2_out=eo - e1 - e2)
+        return BinaryParams(0, 0, 0, lo, hi, True, pow2_1=eo - e1, pow2_2=eo - e2)
+    (s1, z1), (s2, z2) = scale_zp(ins[0]), scale_zp(ins[1])
+    if node.op == "mul":
+        m, sh = quantize_multiplier(s1 * s2 / s_y)
+        return BinaryParams(z1, z2, z_y, lo, hi, False, mult_out=m, shift_out=sh)
+    left = ADD_LEFT_SHIFT[y.dtype]
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = quantize_multiplier(s1 / twice_max)
+    m2, sh2 = quantize_multiplier(s2 / twice_max)
+    mo, sho = quantize_multiplier(twice_max / ((1 << left) * s_y))
+    return BinaryParams(
+        z1,
+        z2,
+        z_y,
+        lo,
+        hi,
+        False,
+        left_shift=left,
+        mult1=m1,
+        shift1=sh1,
+        mult2=m2,
+        shift2=sh2,
+        mult_out=mo,
+        shift_out=sho,
+    )
+
+
 def _add_sub_int(sign: int) -> Callable[..., list[np.ndarray]]:
     def run_int(
         node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
     ) -> list[np.ndarray]:
         """TFLite int8 Add: both inputs to a common 2x-max scale with 20 bits of headroom,
         summed, requantized to the output scale. SeeDot: align both exponents to the output's."""
-        e1, e2, eo = pow2_exp(ins[0]), pow2_exp(ins[1]), pow2_exp(outs[0])
-        if e1 is not None and e2 is not None and eo is not None:
-            total = shift_round(x[0], eo - e1) + sign * shift_round(x[1], eo - e2)
-            return [finish(total, outs[0], act_range(node.attrs))]
-        (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
-        left = ADD_LEFT_SHIFT[outs[0].dtype]
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = quantize_multiplier(s1 / twice_max)
-        m2, sh2 = quantize_multiplier(s2 / twice_max)
-        mo, sho = quantize_multiplier(twice_max / ((1 << left) * so))
-        v1 = mbqm_lt_one(wrap32((x[0].astype(np.int64) - z1) << left), m1, sh1)
-        v2 = mbqm_lt_one(wrap32((x[1].astype(np.int64) - z2) << left), m2, sh2)
-        raw = mbqm_lt_one(v1 + sign * v2, mo, sho) + zo
-        return [finish(raw, outs[0], act_range(node.attrs))]
+        p = binary_params(node, ins, outs)
+        if p.pow2:
+            total = shift_round(x[0], p.pow2_1) + sign * shift_round(x[1], p.pow2_2)
+            return [clamp(total, p.act_min, p.act_max, outs[0])]
+        v1 = mbqm_lt_one(
+            wrap32((x[0].astype(np.int64) - p.in1_zp) << p.left_shift), p.mult1, p.shift1
+        )
+        v2 = mbqm_lt_one(
+            wrap32((x[1].astype(np.int64) - p.in2_zp) << p.left_shift), p.mult2, p.shift2
+        )
+        raw = mbqm_lt_one(v1 + sign * v2, p.mult_out, p.shift_out) + p.out_zp
+        return [clamp(raw, p.act_min, p.act_max, outs[0])]
 
     return run_int
 
@@ -102,11 +169,114 @@ def mul_int(
 ) -> list[np.ndarray]:
     """TFLite int8 Mul: product of offset inputs, one requantization by s1*s2/s_out.
     SeeDot: the product's exponent is the sum; one rounding shift to the output's."""
-    e1, e2, eo = pow2_exp(ins[0]), pow2_exp(ins[1]), pow2_exp(outs[0])
-    if e1 is not None and e2 is not None and eo is not None:
+    p = binary_params(node, ins, outs)
+    if p.pow2:
         prod = x[0].astype(np.int64) * x[1].astype(np.int64)
-        return [finish(shift_round(prod, eo - e1 - e2), outs[0], act_range(node.attrs))]
-    (s1, z1), (s2, z2), (so, zo) = scale_zp(ins[0]), scale_zp(ins[1]), scale_zp(outs[0])
-    m, sh = quantize_multiplier(s1 * s2 / so)
-    prod = (x[0].astype(np.int64) - z1) * (x[1].astype(np.int64) - z2)
-    return [finish(mbqm(wrap32(prod), m, sh) + zo, outs[0], act_range(node.attrs))]
+        return [clamp(shift_round(prod, p.pow2_out), p.act_min, p.act_max, outs[0])]
+    prod = (x[0].astype(np.int64) - p.in1_zp) * (x[1].astype(np.int64) - p.in2_zp)
+    out = mbqm(wrap32(prod), p.mult_out, p.shift_out) + p.out_zp
+    return [clamp(out, p.act_min, p.act_max, outs[0])]
+
+
+for _name in ("add", "sub", "mul"):
+    params(_name)(binary_params)
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+def _binary_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """One broadcasting kernel for add/sub (sign2 = -1 for sub) and one for mul."""
+    low = Lowered()
+    kind = "mul" if node.op == "mul" else "add"
+    a, b, y = (ctx.graph.tensors[i] for i in (*node.inputs, node.outputs[0]))
+    dt = y.dtype
+    out = dims4(y.shape)
+
+    def stride_of(shape: tuple[int, ...]) -> list[int]:
+        d = dims4(shape)
+        st = strides(d)
+        return [0 if d[k] == 1 and out[k] != 1 else st[k] for k in range(4)]
+
+    p = binary_params(node, [a, b], [y])
+    f: dict[str, object] = {
+        "dims": "{" + ints(out) + "}",
+        "stride1": "{" + ints(stride_of(a.shape)) + "}",
+        "stride2": "{" + ints(stride_of(b.shape)) + "}",
+        "act_min": p.act_min,
+        "act_max": p.act_max,
+        "sign2": -1 if node.op == "sub" else 1,
+    }
+    if p.pow2:
+        f.update(requant="TVC_RQ_POW2", in1_zp=0, in2_zp=0, out_zp=0)
+        if kind == "add":
+            f.update(pow2_1=p.pow2_1, pow2_2=p.pow2_2)
+        else:
+            f.update(pow2_out=p.pow2_out)
+    else:
+        f.update(requant="TVC_RQ_MULT", in1_zp=p.in1_zp, in2_zp=p.in2_zp, out_zp=p.out_zp)
+        if kind == "add":
+            f.update(
+                left_shift=p.left_shift,
+                mult1=p.mult1,
+                shift1=p.shift1,
+                mult2=p.mult2,
+                shift2=p.shift2,
+                mult_out=p.mult_out,
+                shift_out=p.shift_out,
+            )
+        else:
+            f.update(mult_out=p.mult_out, shift_out=p.shift_out)
+    low.decls.append(struct("tvc_binary_t", ctx.name, f))
+    low.stmts.append(
+        ctx.call(
+            f"{kind}_{SUFFIX[dt]}",
+            f"&{ctx.name}",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.inputs[1]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low
+
+
+for _name in ("add", "sub", "mul"):
+    lowering(_name, "portable")(_binary_portable)
+
+
+def _cmsis_add_applies(graph: Graph, node: Node) -> bool:
+    a, b, y = (graph.tensors[t] for t in (*node.inputs, node.outputs[0]))
+    return (
+        affine_i8(graph, node)
+        and b.dtype == "i8"
+        and pow2_exp(b) is None
+        and a.shape == b.shape == y.shape
+    )
+
+
+@lowering("add", "cmsis-nn", applies=_cmsis_add_applies)
+def add_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
+    """arm_elementwise_add_s8: same-shape affine int8 add."""
+    low = Lowered()
+    a, b, y = (ctx.graph.tensors[t] for t in (*node.inputs, node.outputs[0]))
+    p = binary_params(node, [a, b], [y])
+    args = [
+        ctx.ptr(node.inputs[0]),
+        ctx.ptr(node.inputs[1]),
+        str(-p.in1_zp),
+        str(p.mult1),
+        str(p.shift1),
+        str(-p.in2_zp),
+        str(p.mult2),
+        str(p.shift2),
+        str(p.left_shift),
+        ctx.ptr(node.outputs[0], False),
+        str(p.out_zp),
+        str(p.mult_out),
+        str(p.shift_out),
+        str(p.act_min),
+        str(p.act_max),
+        str(y.numel),
+    ]
+    low.stmts.append(cm.status("arm_elementwise_add_s8", *args))
+    return low

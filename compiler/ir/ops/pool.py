@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.ops import _cmsis as cm
+from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import finish, same_params, scale_zp
 from compiler.ir.ops._util import (
     from_nhwc,
@@ -16,9 +22,9 @@ from compiler.ir.ops._util import (
     to_nhwc,
     windows,
 )
-from compiler.ir.registry import CALIBRATED, SAME, AttrSpec, TType, int_ref, op
+from compiler.ir.registry import CALIBRATED, SAME, AttrSpec, TType, int_ref, lowering, op, params
 from compiler.ir.tensor import Tensor
-from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, trunc_div, wrap32
+from compiler.numerics.fixedpoint import QRANGE, mbqm, quantize_multiplier, trunc_div, wrap32
 
 POOL_ATTRS = {
     "kernel": AttrSpec("ints"),
@@ -201,32 +207,207 @@ def avg_pool2d_int(
     return [finish(avg, outs[0])]
 
 
-def _mean_int(
-    x: np.ndarray, axes: tuple[int, ...], keep: bool, ins: list[Tensor], outs: list[Tensor]
-) -> np.ndarray:
-    """TFLite QuantizedMeanOrSum: integer sum, one requantization that folds in 1/count."""
+@dataclass(frozen=True)
+class MeanParams:
+    """TFLite QuantizedMeanOrSum's integers, computed once: 1/count folded into the multiplier."""
+
+    in_zp: int
+    out_zp: int
+    count: int
+    mult: int
+    shift: int
+
+
+def _mean_axes(node: Node, rank: int) -> tuple[int, ...]:
+    if node.op == "global_avg_pool":
+        return (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
+    return tuple(_norm_axes(node.attrs["axes"], rank))  # type: ignore[arg-type]
+
+
+def mean_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> MeanParams:
     s_x, z_x = scale_zp(ins[0])
     s_y, z_y = scale_zp(outs[0])
-    count = int(np.prod([x.shape[a] for a in axes]))
-    total = x.astype(np.int64).sum(axis=axes, keepdims=keep)
+    count = int(np.prod([ins[0].shape[a] for a in _mean_axes(node, len(ins[0].shape))]))
     mult, shift = quantize_multiplier(s_x / s_y)
     n_shift = min(count.bit_length() - 1, 32, 31 + shift)
-    mult = (mult << n_shift) // count
-    shift -= n_shift
-    return finish(mbqm(wrap32(total - z_x * count), mult, shift) + z_y, outs[0])
+    return MeanParams(z_x, z_y, count, (mult << n_shift) // count, shift - n_shift)
+
+
+def _mean_int(
+    node: Node, x: np.ndarray, keep: bool, ins: list[Tensor], outs: list[Tensor]
+) -> np.ndarray:
+    """TFLite QuantizedMeanOrSum: integer sum, one requantization that folds in 1/count."""
+    p = mean_params(node, ins, outs)
+    total = x.astype(np.int64).sum(axis=_mean_axes(node, x.ndim), keepdims=keep)
+    return finish(mbqm(wrap32(total - p.in_zp * p.count), p.mult, p.shift) + p.out_zp, outs[0])
 
 
 @int_ref("global_avg_pool")
 def global_avg_pool_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
-    axes = (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
-    return [_mean_int(x[0], axes, True, ins, outs)]
+    return [_mean_int(node, x[0], True, ins, outs)]
 
 
 @int_ref("reduce_mean")
 def reduce_mean_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
 ) -> list[np.ndarray]:
-    axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
-    return [_mean_int(x[0], axes, bool(node.attrs["keepdims"]), ins, outs)]
+    return [_mean_int(node, x[0], bool(node.attrs["keepdims"]), ins, outs)]
+
+
+params("global_avg_pool")(mean_params)
+params("reduce_mean")(mean_params)
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+def _pool_portable(kernel: str) -> Callable[[LowerCtx, Node], Lowered]:
+    def emit(ctx: LowerCtx, node: Node) -> Lowered:
+        low = Lowered()
+        a = node.attrs
+        x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+        dt = y.dtype
+        _, h, w, c = x.shape
+        _, oh, ow, _ = y.shape
+        lo, hi = QRANGE[dt]
+        d = a.get("dilation", [1, 1])
+        fields = {
+            "in_h": h,
+            "in_w": w,
+            "c": c,
+            "out_h": oh,
+            "out_w": ow,
+            "k_h": a["kernel"][0],  # type: ignore[index]
+            "k_w": a["kernel"][1],  # type: ignore[index]
+            "stride_h": a["stride"][0],  # type: ignore[index]
+            "stride_w": a["stride"][1],  # type: ignore[index]
+            "dil_h": d[0],  # type: ignore[index]
+            "dil_w": d[1],  # type: ignore[index]
+            "pad_t": a["pad"][0],  # type: ignore[index]
+            "pad_l": a["pad"][1],  # type: ignore[index]
+            "act_min": lo,
+            "act_max": hi,
+        }
+        low.decls.append(struct("tvc_pool_t", ctx.name, fields))
+        low.stmts.append(
+            ctx.call(
+                f"{kernel}_{SUFFIX[dt]}",
+                f"&{ctx.name}",
+                ctx.ptr(node.inputs[0]),
+                ctx.ptr(node.outputs[0], False),
+            )
+        )
+        return low
+
+    return emit
+
+
+lowering("max_pool2d", "portable")(_pool_portable("max_pool"))
+lowering("avg_pool2d", "portable", applies=lambda g, n: not n.attrs["count_include_pad"])(
+    _pool_portable("avg_pool")
+)
+
+
+def _cmsis_pool(fn: str) -> Callable[[LowerCtx, Node], Lowered]:
+    def emit(ctx: LowerCtx, node: Node) -> Lowered:
+        low = Lowered()
+        name = ctx.name
+        a = node.attrs
+        x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+        _, h, w, c = x.shape
+        _, oh, ow, _ = y.shape
+        lo, hi = QRANGE["i8"]
+        low.decls += [
+            struct(
+                "cmsis_nn_pool_params",
+                f"{name}_p",
+                {
+                    "stride": cm.tile(a["stride"][1], a["stride"][0]),  # type: ignore[index]
+                    "padding": cm.tile(a["pad"][1], a["pad"][0]),  # type: ignore[index]
+                    "activation": f"{{.min = {lo}, .max = {hi}}}",
+                },
+            ),
+            cm.dims(f"{name}_in", 1, h, w, c),
+            cm.dims(f"{name}_f", 1, a["kernel"][0], a["kernel"][1], 1),  # type: ignore[index]
+            cm.dims(f"{name}_out", 1, oh, ow, c),
+        ]
+        cctx = cm.context(ctx, low)
+        if fn == "arm_avgpool_s8":
+            low.stmts.append(cm.scratch_check(cctx, f"arm_avgpool_s8_get_buffer_size({ow}, {c})"))
+        low.stmts.append(
+            cm.status(
+                fn,
+                cctx,
+                f"&{name}_p",
+                f"&{name}_in",
+                ctx.ptr(node.inputs[0]),
+                f"&{name}_f",
+                f"&{name}_out",
+                ctx.ptr(node.outputs[0], False),
+            )
+        )
+        return low
+
+    return emit
+
+
+lowering(
+    "max_pool2d",
+    "cmsis-nn",
+    applies=lambda g, n: affine_i8(g, n) and n.attrs["dilation"] == [1, 1],
+)(_cmsis_pool("arm_max_pool_s8"))
+lowering(
+    "avg_pool2d",
+    "cmsis-nn",
+    applies=lambda g, n: affine_i8(g, n) and not n.attrs["count_include_pad"],
+    # arm_avgpool_s8: an int32 sum per channel
+    scratch=lambda g, n: g.tensors[n.inputs[0]].shape[3] * 4,
+)(_cmsis_pool("arm_avgpool_s8"))
+
+
+def _mean_applies(graph: Graph, node: Node) -> bool:
+    x = graph.tensors[node.inputs[0]]
+    return len(x.shape) == 4 and _mean_axes(node, 4) == (1, 2)
+
+
+def _mean_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """The C mean reduces H and W of NHWC data."""
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    dt = y.dtype
+    low = Lowered()
+    n, h, w, c = x.shape
+    p = mean_params(node, [x], [y])
+    lo, hi = QRANGE[dt]
+    low.decls.append(
+        struct(
+            "tvc_mean_t",
+            ctx.name,
+            {
+                "batch": n,
+                "h": h,
+                "w": w,
+                "c": c,
+                "in_zp": p.in_zp,
+                "out_zp": p.out_zp,
+                "mult": p.mult,
+                "shift": p.shift,
+                "act_min": lo,
+                "act_max": hi,
+            },
+        )
+    )
+    low.stmts.append(
+        ctx.call(
+            f"mean_hw_{SUFFIX[dt]}",
+            f"&{ctx.name}",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low
+
+
+lowering("global_avg_pool", "portable", applies=_mean_applies)(_mean_portable)
+lowering("reduce_mean", "portable", applies=_mean_applies)(_mean_portable)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.ir.graph import Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered
 from compiler.ir.ops._qutil import finish, scale_zp
-from compiler.ir.registry import CALIBRATED, AttrSpec, TType, int_ref, op
+from compiler.ir.ops.activation import RequantParams, requant_int, requant_params, requant_portable
+from compiler.ir.registry import CALIBRATED, AttrSpec, TType, int_ref, lowering, op, params
 from compiler.ir.tensor import Tensor
-from compiler.numerics.fixedpoint import mbqm, quantize_multiplier, round_half_away_f32
+from compiler.numerics.fixedpoint import round_half_away_f32
 
 
 @op(
@@ -31,11 +33,9 @@ def quantize_int(
 ) -> list[np.ndarray]:
     """TFLite AffineQuantize: round(x / scale) (float32 division, half away) + zero point;
     from integers, TFLite Requantize: one multiplier s_in / s_out."""
-    s, zp = scale_zp(outs[0])
     if ins[0].dtype in ("i8", "i16"):
-        s_in, zp_in = scale_zp(ins[0])
-        m, sh = quantize_multiplier(s_in / s)
-        return [finish(mbqm(x[0].astype(np.int64) - zp_in, m, sh) + zp, outs[0])]
+        return [requant_int(requant_params(ins, outs, None), x[0], outs[0])]
+    s, zp = scale_zp(outs[0])
     q = round_half_away_f32(x[0].astype(np.float32) / np.float32(s)) + zp
     return [finish(q, outs[0])]
 
@@ -60,3 +60,17 @@ def dequantize_int(
     """TFLite Dequantize: scale * (q - zero point) in double, rounded to float."""
     s, zp = scale_zp(ins[0])
     return [(s * (x[0].astype(np.float64) - zp)).astype(np.float32)]
+
+
+@params("quantize")
+def quantize_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> RequantParams:
+    """Between integer types: TFLite Requantize (float inputs are quantized by the caller)."""
+    return requant_params(ins, outs, None)
+
+
+@lowering("quantize", "portable", applies=lambda g, n: g.tensors[n.inputs[0]].dtype in SUFFIX)
+def quantize_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    ins = [ctx.graph.tensors[node.inputs[0]]]
+    return requant_portable(
+        ctx, node, quantize_params(node, ins, [ctx.graph.tensors[node.outputs[0]]])
+    )

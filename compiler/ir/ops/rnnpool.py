@@ -1,6 +1,6 @@
 """RNNPool (Saha et al., NeurIPS 2020): two FastGRNNs summarize each patch of a feature map.
 
-The contract is ../shared/RNNPOOL.md. The float reference is vectorized over every patch at once;
+The contract is docs/rnnpool.md. The float reference is vectorized over every patch at once;
 the integer reference is the arithmetic of runtime/c/tvc_rnnpool.c step for step:
 
 - weights int16 at power-of-two exponents, hidden states int16 at e_h1 / e_h2 (`state_exps`),
@@ -24,9 +24,10 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
-from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, op
+from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, lowering, op
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
 from compiler.numerics.pow2 import shift_round
@@ -343,3 +344,79 @@ def rnnpool_int(
     else:
         y = np.clip(mbqm(y, *f.out_mult) + f.out_zp, lo, hi)
     return [y.astype(DTYPES[outs[0].dtype])]
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+def rnnpool_struct(ctx: LowerCtx, low: Lowered, name: str, node: Node, x: Tensor) -> None:
+    """The tvc_rnnpool_t of a node reading `x`: geometry, Q11/Q15 shifts and gate tables,
+    weight pointers (the biases with the sigmoid table's offset and rounding folded in)."""
+    a = node.attrs
+    ins = [x, *(ctx.graph.tensors[i] for i in node.inputs[-8:])]
+    y = ctx.graph.tensors[node.outputs[0]]
+    f = rnnpool_formats(node, ins, [y])
+    _, h, w, c = x.shape
+    lo, hi = QRANGE[y.dtype]
+    fields: dict[str, object] = {
+        "in_h": h,
+        "in_w": w,
+        "in_c": c,
+        "out_h": y.shape[1],
+        "out_w": y.shape[2],
+        "out_c": y.shape[3],
+        "patch_h": a["patch"][0],  # type: ignore[index]
+        "patch_w": a["patch"][1],  # type: ignore[index]
+        "stride_h": a["stride"][0],  # type: ignore[index]
+        "stride_w": a["stride"][1],  # type: ignore[index]
+        "hidden1": a["hidden1"],
+        "hidden2": a["hidden2"],
+        **{f"shift_{k}": v for k, v in f.shifts.items()},
+        "in_zp": f.in_zp,
+        "out_mult": f.out_mult[0] if f.out_mult else 0,
+        "out_shift": f.out_mult[1] if f.out_mult else f.out_shift,
+        "out_zp": f.out_zp,
+        "out_min": lo,
+        "out_max": hi,
+    }
+    for key, src in zip(
+        ("w1", "u1", "bz1", "bh1", "w2", "u2", "bz2", "bh2"), node.inputs[-8:], strict=True
+    ):
+        data = ctx.graph.tensors[src].data
+        assert data is not None
+        if key.startswith("bz"):  # the sigmoid's table offset and rounding folded in
+            ctx.replace(src)
+            fields[key] = low.table(f"{name}_{key}", "int32_t", data + SIG_OFFSET)
+        elif key.startswith("bh"):  # tanh reads the table at 2 (v + bh)
+            ctx.replace(src)
+            fields[key] = low.table(f"{name}_{key}", "int32_t", 2 * data + SIG_OFFSET)
+        else:
+            fields[key] = ctx.ptr(src)
+    fields["sigmoid"] = low.table(f"{name}_sigmoid", "int16_t", SIG_TABLE)
+    for k in ("1", "2"):
+        coef = gate_coef(SIG_TABLE, q15(float(a[f"zeta{k}"])), q15(float(a[f"nu{k}"])))  # type: ignore[arg-type]
+        fields[f"coef{k}"] = low.table(f"{name}_coef{k}", "uint16_t", coef)
+    low.decls.append(struct("tvc_rnnpool_t", name, fields))
+
+
+@lowering(
+    "rnnpool",
+    "portable",
+    scratch=lambda g, n: rnnpool_scratch_bytes(n.attrs, g.tensors[n.inputs[0]].shape[3]),
+)
+def rnnpool_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    x = ctx.graph.tensors[node.inputs[0]]
+    y = ctx.graph.tensors[node.outputs[0]]
+    rnnpool_struct(ctx, low, ctx.name, node, x)
+    low.stmts.append(
+        ctx.call(
+            f"rnnpool_{SUFFIX[y.dtype]}",
+            f"&{ctx.name}",
+            ctx.ptr(node.inputs[0]),
+            str(y.shape[1]),
+            ctx.scratch_ptr("int32_t"),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.errors import IRError
-from compiler.ir.graph import Node
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import BYTES, C_TYPES, LowerCtx, Lowered, ints, strides, struct
 from compiler.ir.ops._qutil import same_params, scale_zp
 from compiler.ir.ops._util import (
     hwc_dims,
@@ -15,7 +16,7 @@ from compiler.ir.ops._util import (
     permute_pads,
     same,
 )
-from compiler.ir.registry import NOT_QUANTIZED, SAME, AttrSpec, TType, get_op, int_ref, op
+from compiler.ir.registry import NOT_QUANTIZED, SAME, AttrSpec, TType, get_op, int_ref, lowering, op
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import round_half_away_f32
 
@@ -359,3 +360,203 @@ def resize_nearest(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 
 
 _moves_bytes("resize_nearest")
+
+
+# --- lowering: data movement kernels (tvc_move.c) -------------------------------------------
+
+
+def _dt(ctx: LowerCtx, node: Node) -> str:
+    return ctx.graph.tensors[node.outputs[0]].dtype
+
+
+@lowering("reshape", "portable")
+@lowering("identity", "portable")
+def reshape_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """The same bytes under another shape: nothing, unless the planner could not alias them."""
+    low = Lowered()
+    if ctx.is_aliased(node.outputs[0]):
+        return low
+    src, dst = node.inputs[0], node.outputs[0]
+    n = ctx.graph.tensors[dst].nbytes
+    low.stmts.append(f"memmove({ctx.ptr(dst, False)}, {ctx.ptr(src)}, {n});")
+    return low
+
+
+def _strided(
+    ctx: LowerCtx,
+    low: Lowered,
+    kind: str,
+    name: str,
+    src: str,
+    dst: str,
+    dims: list[int],
+    steps: list[int],
+    offset: int,
+) -> None:
+    """kind "gather": a strided view of src into contiguous dst (slice, split, transpose);
+    "scatter": contiguous src into a strided region of dst (pad, concat)."""
+    fields = {"dims": "{" + ints(dims) + "}", "strides": "{" + ints(steps) + "}", "offset": offset}
+    low.decls.append(struct("tvc_strided_t", name, fields))
+    dt = ctx.graph.tensors[dst].dtype
+    low.stmts.append(ctx.call(f"{kind}_{BYTES[dt]}", f"&{name}", ctx.ptr(src), ctx.ptr(dst, False)))
+
+
+@lowering("transpose", "portable")
+def transpose_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    perm = list(node.attrs["perm"])  # type: ignore[call-overload]
+    x = ctx.graph.tensors[node.inputs[0]]
+    st = strides(list(x.shape))
+    d = [x.shape[p] for p in perm]
+    pad = 4 - len(d)
+    _strided(
+        ctx,
+        low,
+        "gather",
+        ctx.name,
+        node.inputs[0],
+        node.outputs[0],
+        [1] * pad + d,
+        [0] * pad + [st[p] for p in perm],
+        0,
+    )
+    return low
+
+
+def _slice_params(
+    x_shape: tuple[int, ...], attrs: dict[str, object]
+) -> tuple[list[int], list[int], int]:
+    st = strides(list(x_shape))
+    d, steps, offset = [], [], 0
+    for k, s in enumerate(slice_index(x_shape, attrs)):
+        start, stop, step = s.indices(x_shape[k])
+        d.append(len(range(start, stop, step)))
+        steps.append(st[k] * step)
+        offset += start * st[k]
+    pad = 4 - len(d)
+    return [1] * pad + d, [0] * pad + steps, offset
+
+
+@lowering("slice", "portable")
+def slice_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    d, steps, offset = _slice_params(ctx.graph.tensors[node.inputs[0]].shape, node.attrs)
+    _strided(ctx, low, "gather", ctx.name, node.inputs[0], node.outputs[0], d, steps, offset)
+    return low
+
+
+@lowering("split", "portable")
+def split_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    x = ctx.graph.tensors[node.inputs[0]]
+    axis = int(node.attrs["axis"]) % len(x.shape)  # type: ignore[call-overload]
+    start = 0
+    for k, (o, size) in enumerate(zip(node.outputs, node.attrs["sizes"], strict=True)):  # type: ignore[call-overload]
+        attrs = {"starts": [start], "ends": [start + size], "axes": [axis], "steps": [1]}
+        d, steps, offset = _slice_params(x.shape, attrs)
+        _strided(ctx, low, "gather", f"{ctx.name}_{k}", node.inputs[0], o, d, steps, offset)
+        start += size
+    return low
+
+
+@lowering("concat", "portable")
+def concat_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    y = ctx.graph.tensors[node.outputs[0]]
+    axis = int(node.attrs["axis"]) % len(y.shape)  # type: ignore[call-overload]
+    st = strides(list(y.shape))
+    start = 0
+    for k, i in enumerate(node.inputs):
+        shape = list(ctx.graph.tensors[i].shape)
+        pad = 4 - len(shape)
+        _strided(
+            ctx,
+            low,
+            "scatter",
+            f"{ctx.name}_{k}",
+            i,
+            node.outputs[0],
+            [1] * pad + shape,
+            [0] * pad + st,
+            start * st[axis],
+        )
+        start += shape[axis]
+    return low
+
+
+@lowering("pad", "portable", applies=lambda g, n: n.attrs["mode"] == "constant")
+def pad_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """Fill with the padding value's code, then scatter the input into the middle."""
+    low = Lowered()
+    x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    dt = y.dtype
+    s, zp = scale_zp(y)
+    code = zp + int(round_half_away_f32(np.float32(node.attrs["value"]) / np.float32(s)))
+    pads = list(node.attrs["pads"])  # type: ignore[call-overload]
+    r = len(x.shape)
+    st = strides(list(y.shape))
+    offset = sum(pads[k] * st[k] for k in range(r))
+    low.stmts.append(
+        ctx.call(
+            f"fill_{BYTES[dt]}",
+            str(y.numel),
+            f"({C_TYPES[dt]}){code}",
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    _strided(
+        ctx,
+        low,
+        "scatter",
+        ctx.name,
+        node.inputs[0],
+        node.outputs[0],
+        [1] * (4 - r) + list(x.shape),
+        [0] * (4 - r) + st,
+        offset,
+    )
+    return low
+
+
+@lowering("resize_nearest", "portable")
+def resize_nearest_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    _, h, w, c = ctx.graph.tensors[node.inputs[0]].shape
+    fh, fw = node.attrs["scale"]  # type: ignore[misc]
+    low.stmts.append(
+        ctx.call(
+            f"resize_nearest_{BYTES[_dt(ctx, node)]}",
+            str(h),
+            str(w),
+            str(c),
+            str(fh),
+            str(fw),
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low
+
+
+def _last(graph: Graph, node: Node) -> bool:
+    rank = len(graph.tensors[node.inputs[0]].shape)
+    return int(node.attrs["axis"]) % rank == rank - 1  # type: ignore[call-overload]
+
+
+@lowering("permute_channels", "portable", applies=_last)
+def permute_channels_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    x = ctx.graph.tensors[node.inputs[0]]
+    depth = x.shape[-1]
+    perm = low.table(f"{ctx.name}_perm", "int32_t", np.array(node.attrs["perm"]))
+    low.stmts.append(
+        ctx.call(
+            f"permute_last_{BYTES[_dt(ctx, node)]}",
+            str(x.numel // depth),
+            str(depth),
+            perm,
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low

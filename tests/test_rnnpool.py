@@ -1,4 +1,4 @@
-"""RNNPool (../shared/RNNPOOL.md): the PyTorch layer, its one-node ONNX export with a model-local
+"""RNNPool (docs/rnnpool.md): the PyTorch layer, its one-node ONNX export with a model-local
 function, the float and integer interpreter, and the generated C (host and QEMU)."""
 
 from __future__ import annotations

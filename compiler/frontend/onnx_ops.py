@@ -231,12 +231,21 @@ _UNARY = {
     "Tanh": "tanh",
     "HardSwish": "hard_swish",
     "Identity": "identity",
+    "Erf": "erf",  # nn.GELU before opset 20; canonicalize folds the pattern to gelu
 }
 
 
 @handles(*_UNARY)
 def _unary(imp: Importer, node: onnx.NodeProto) -> None:
     imp.emit(node, _UNARY[node.op_type], [node.input[0]], [node.output[0]])
+
+
+@handles("Gelu")
+def _gelu(imp: Importer, node: onnx.NodeProto) -> None:
+    approximate = attrs_of(node).get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        imp.fail(node, f"has approximate={approximate!r}; ONNX defines 'none' and 'tanh'")
+    imp.emit(node, "gelu", [node.input[0]], [node.output[0]], approximate=approximate)
 
 
 @handles("Dropout")
@@ -636,7 +645,7 @@ CUSTOM_OPS: dict[tuple[str, str], Handler] = {}
 
 
 def _rnnpool(imp: Importer, node: onnx.NodeProto) -> None:
-    """tvc::RNNPool (../shared/RNNPOOL.md), as compiler.frontend.torch.RNNPool exports it."""
+    """tvc::RNNPool (docs/rnnpool.md), as compiler.frontend.torch.RNNPool exports it."""
     a = attrs_of(node)
     if len(node.input) != 9:
         imp.fail(node, f"has {len(node.input)} inputs; RNNPool takes X and 8 weight tensors")

@@ -199,6 +199,13 @@ def _activation(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[s
         imp.emit(kind, "sigmoid" if kind == "LOGISTIC" else "tanh", x, outs)
 
 
+@handles("GELU")
+def _gelu(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    o = imp.options(op, tflite.GeluOptions)
+    approximate = "tanh" if o.Approximate() else "none"
+    imp.emit(kind, "gelu", [imp.tensor(ins[0])], outs, approximate=approximate)
+
+
 @handles("QUANTIZE")
 def _quantize(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
     imp.emit(kind, "quantize", [imp.tensor(ins[0])], outs, to=imp.graph.tensors[outs[0]].dtype)

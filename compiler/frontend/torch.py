@@ -4,7 +4,7 @@ This is the only module of the compiler that imports torch: the layer trains lik
 `nn.Module`; under `torch.onnx.export` it becomes a single custom node (weights as initializers,
 zeta/nu as float attributes with the sigmoid applied), and `export_onnx` adds a model-local ONNX
 function that spells the same computation in standard ops, so onnxruntime runs the file as is
-while tvc imports the node itself. The contract is ../shared/RNNPOOL.md.
+while tvc imports the node itself. The contract is docs/rnnpool.md.
 """
 
 from __future__ import annotations

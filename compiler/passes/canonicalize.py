@@ -1,4 +1,5 @@
-"""canonicalize: constant-fold, drop no-ops, fold BatchNorm, fuse activations, lower means, DCE.
+"""canonicalize: constant-fold, drop no-ops, fold BatchNorm and GELU patterns, fuse activations,
+lower means, DCE.
 
 The sub-passes feed each other (folding glue exposes no-op reshapes, removing Dropout exposes
 conv→relu pairs), so the sequence repeats until the graph stops shrinking.
@@ -10,11 +11,21 @@ from compiler.ir.graph import Graph
 from compiler.passes.dce import dce
 from compiler.passes.fold_batchnorm import fold_batchnorm
 from compiler.passes.fold_constants import fold_constants
+from compiler.passes.fold_gelu import fold_gelu
 from compiler.passes.fuse_activation import fuse_activation
 from compiler.passes.lower_reduce_mean import lower_reduce_mean
 from compiler.passes.remove_noops import remove_noops
 
-STEPS = (fold_constants, dce, remove_noops, fold_batchnorm, fuse_activation, lower_reduce_mean, dce)
+STEPS = (
+    fold_constants,
+    dce,
+    remove_noops,
+    fold_batchnorm,
+    fold_gelu,
+    fuse_activation,
+    lower_reduce_mean,
+    dce,
+)
 
 
 def canonicalize(graph: Graph) -> Graph:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,17 @@ from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
 from compiler.ir.ops._util import permute_axis, same
-from compiler.ir.registry import CALIBRATED, AttrSpec, Quant, get_op, int_ref, lowering, op, params
+from compiler.ir.registry import (
+    CALIBRATED,
+    NOT_QUANTIZED,
+    AttrSpec,
+    Quant,
+    get_op,
+    int_ref,
+    lowering,
+    op,
+    params,
+)
 from compiler.ir.tensor import Tensor
 from compiler.numerics import fixedpoint as fx
 from compiler.numerics.fixedpoint import trunc_div
@@ -139,6 +150,52 @@ def hard_swish(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [_f32(x[0] * np.clip(x[0] * np.float32(1 / 6) + np.float32(0.5), 0, 1))]
 
 
+_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+SQRT_2_OVER_PI = np.float32(math.sqrt(2.0 / math.pi))  # TFLite's kSqrt2dPi, a float
+
+
+def gelu_f32(v: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU as TFLite's reference builds its tables (float32 in, float32 out): exact,
+    0.5 x erfc(-x / sqrt 2); "tanh", 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). The
+    transcendental parts are evaluated in double and rounded once to float32, the arithmetic
+    around them in float32 as the C++ does."""
+    x = np.asarray(v, np.float32)
+    half_x = np.float32(0.5) * x
+    if approximate == "tanh":
+        inner = x + np.float32(0.044715) * x * x * x
+        t = np.tanh((SQRT_2_OVER_PI * inner).astype(np.float64)).astype(np.float32)
+        return (half_x * (np.float32(1) + t)).astype(np.float32)
+    neg = (x * -np.float32(math.sqrt(0.5))).astype(np.float64)
+    return (half_x * _erfc(neg).astype(np.float64).astype(np.float32)).astype(np.float32)
+
+
+@op(
+    "gelu",
+    attrs={"approximate": AttrSpec("str", "none", ("none", "tanh"))},
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="in_place",
+    quant=CALIBRATED,
+    kernels=("tvc_pointwise.c",),
+)
+def gelu(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """GELU: x Phi(x) (ONNX Gelu, torch nn.GELU, TFLite GELU); "tanh" is the tanh form."""
+    return [gelu_f32(x[0], str(node.attrs["approximate"]))]
+
+
+@op(
+    "erf",
+    infer=lambda n, t, v: same(t),
+    layout="elementwise",
+    memory="own",
+    quant=NOT_QUANTIZED,  # only inside GELU's exported pattern, which canonicalize folds
+    kernels=(),
+)
+def erf(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    return [_erf(x[0].astype(np.float64)).astype(np.float64).astype(np.float32)]
+
+
 @op(
     "softmax",
     attrs={"axis": AttrSpec("int", -1), "beta": AttrSpec("float", 1.0)},
@@ -224,6 +281,8 @@ def table_fn(node: Node) -> Callable[[np.ndarray], np.ndarray]:
         return _sigmoid_f32
     if node.op == "tanh":
         return _tanh_f32
+    if node.op == "gelu":
+        return lambda v: gelu_f32(v, str(node.attrs["approximate"]))
     run = get_op(node.op).run
     return lambda v: run(node, [v])[0]
 
@@ -257,7 +316,7 @@ def table_int(
     return [apply_table(p.table, x[0], outs[0].dtype).astype(dt)]
 
 
-TABLE_OPS = ("sigmoid", "tanh", "hard_swish", "hard_sigmoid", "leaky_relu")
+TABLE_OPS = ("sigmoid", "tanh", "hard_swish", "hard_sigmoid", "leaky_relu", "gelu")
 for _name in TABLE_OPS:
     params(_name)(table_params)
     int_ref(_name)(table_int)

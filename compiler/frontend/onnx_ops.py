@@ -598,11 +598,24 @@ def _constant(imp: Importer, node: onnx.NodeProto) -> None:
 
 @handles("Resize")
 def _resize(imp: Importer, node: onnx.NodeProto) -> None:
-    """Nearest-neighbour by integer factors on H and W (nn.Upsample(mode="nearest"))."""
+    """Nearest-neighbour by integer factors on H and W (nn.Upsample(mode="nearest")), and
+    bilinear on H and W (mode="linear": F.interpolate(mode="bilinear"), any size)."""
     a = attrs_of(node)
     shape = _need4d(imp, node, node.input[0])
     mode = str(a.get("mode", "nearest"))
     coord = str(a.get("coordinate_transformation_mode", "half_pixel"))
+    scales = sizes = None
+    names = list(node.input[1:])
+    if len(names) > 1 and names[1]:
+        scales = imp.value(names[1])
+    if len(names) > 2 and names[2]:
+        sizes = imp.value(names[2])
+    if (scales is None or np.asarray(scales).size == 0) and sizes is None:
+        imp.fail(node, "has run-time scales or sizes; tvc needs them constant")
+    if a.get("axes") is not None or int(a.get("antialias", 0)) != 0:  # type: ignore[call-overload]
+        imp.fail(node, "uses axes or antialias (opset 18); tvc supports resizing H and W")
+    if mode == "linear":
+        return _resize_linear(imp, node, shape, coord, scales, sizes)
     rounding = str(a.get("nearest_mode", "round_prefer_floor"))
     if mode != "nearest" or (coord, rounding) not in (
         ("asymmetric", "floor"),
@@ -613,30 +626,59 @@ def _resize(imp: Importer, node: onnx.NodeProto) -> None:
             node,
             f"mode={mode} coordinate_transformation_mode={coord} "
             f"nearest_mode={rounding} is not supported",
-            "tvc supports nearest upsampling by integer factors (nn.Upsample(mode='nearest'))",
+            "tvc supports nearest upsampling by integer factors (nn.Upsample(mode='nearest')) "
+            "and bilinear resizing (mode='linear')",
         )
-    scales = sizes = None
-    names = list(node.input[1:])
-    if len(names) > 1 and names[1]:
-        scales = imp.value(names[1])
-    if len(names) > 2 and names[2]:
-        sizes = imp.value(names[2])
     if sizes is not None:
         factors = [
             int(s) // d if int(s) % d == 0 else 0
             for s, d in zip(np.asarray(sizes).reshape(-1), shape, strict=True)
         ]
-    elif scales is not None and np.asarray(scales).size == 4:
+    else:
         factors = [
             int(f) if float(f).is_integer() else 0
             for f in np.asarray(scales, np.float64).reshape(-1)
         ]
-    else:
-        imp.fail(node, "has run-time scales or sizes; tvc needs them constant")
     if factors[0] != 1 or factors[1] != 1 or min(factors[2:]) < 1:
         imp.fail(node, f"scales N,C,H,W by {factors}; tvc supports integer factors on H and W")
     imp.emit(
         node, "resize_nearest", [node.input[0]], [node.output[0]], scale=factors[2:], layout="NCHW"
+    )
+
+
+LINEAR_COORDS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+def _resize_linear(  # type: ignore[no-untyped-def]
+    imp: Importer, node: onnx.NodeProto, shape, coord: str, scales, sizes
+) -> None:
+    if coord not in LINEAR_COORDS:
+        imp.fail(
+            node,
+            f"has coordinate_transformation_mode={coord}",
+            f"tvc supports {', '.join(LINEAR_COORDS)} for mode='linear'",
+        )
+    if sizes is not None:
+        out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        if len(out) != 4:
+            imp.fail(node, f"has {len(out)} sizes for a 4-D input")
+        factor = [o / d for o, d in zip(out, shape, strict=True)]
+    else:
+        factor = [float(v) for v in np.asarray(scales, np.float64).reshape(-1)]
+        if len(factor) != 4:
+            imp.fail(node, f"has {len(factor)} scales for a 4-D input")
+        out = [int(np.floor(d * f)) for d, f in zip(shape, factor, strict=True)]
+    if out[0] != shape[0] or out[1] != shape[1] or min(out[2:]) < 1:
+        imp.fail(node, f"resizes N,C,H,W {list(shape)} to {out}; tvc resizes H and W")
+    imp.emit(
+        node,
+        "resize_bilinear",
+        [node.input[0]],
+        [node.output[0]],
+        size=out[2:],
+        scale=[float(np.float32(f)) for f in factor[2:]],
+        coord=coord,
+        layout="NCHW",
     )
 
 

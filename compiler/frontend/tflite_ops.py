@@ -216,6 +216,34 @@ def _dequantize(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[s
     imp.emit(kind, "dequantize", [imp.tensor(ins[0])], outs)
 
 
+@handles("RESIZE_BILINEAR")
+def _resize_bilinear(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Keras UpSampling2D(interpolation="bilinear") / tf.image.resize(method="bilinear")."""
+    o = imp.options(op, tflite.ResizeBilinearOptions)
+    x = imp.tensor(ins[0])
+    _, h, w, _ = imp.graph.tensors[x].shape
+    oh, ow = (int(v) for v in imp.const_data(ins[1], kind).reshape(-1))
+    if o.AlignCorners() and o.HalfPixelCenters():
+        imp.fail(kind, "sets both align_corners and half_pixel_centers")
+    coord = (
+        "align_corners"
+        if o.AlignCorners()
+        else "half_pixel"
+        if o.HalfPixelCenters()
+        else "asymmetric"
+    )
+    imp.emit(
+        kind,
+        "resize_bilinear",
+        [x],
+        outs,
+        size=[oh, ow],
+        scale=[float(np.float32(oh / h)), float(np.float32(ow / w))],
+        coord=coord,
+        layout="NHWC",
+    )
+
+
 @handles("RESIZE_NEAREST_NEIGHBOR")
 def _resize_nearest(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
     """Keras UpSampling2D: for integer factors both pixel-centre conventions pick in[y // f]."""

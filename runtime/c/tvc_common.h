@@ -246,6 +246,12 @@ typedef struct {
     int32_t offset;
 } tvc_strided_t;
 
+/* bilinear resize (tvc_resize.c): input/output ratio per axis in Q10, pixel-centre coordinates */
+typedef struct {
+    int32_t in_h, in_w, c, out_h, out_w;
+    int32_t scale_h, scale_w, half_pixel;
+} tvc_resize_t;
+
 typedef struct {
     int32_t count, in_zp, out_zp, mult, shift, act_min, act_max;
     int32_t requant; /* TVC_RQ_MULT or TVC_RQ_POW2 (shift = pow2 shift) */
@@ -309,6 +315,8 @@ void TVC_FN(scatter_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(scatter_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(permute_last_b1)(int32_t rows, int32_t depth, const int32_t *perm, const int8_t *in, int8_t *out);
 void TVC_FN(permute_last_b2)(int32_t rows, int32_t depth, const int32_t *perm, const int16_t *in, int16_t *out);
+void TVC_FN(resize_bilinear_s8)(const tvc_resize_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(resize_bilinear_s16)(const tvc_resize_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(resize_nearest_b1)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int8_t *in,
                                int8_t *out);
 void TVC_FN(resize_nearest_b2)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int16_t *in,

@@ -10,6 +10,7 @@ from compiler.ir.ops import (  # noqa: F401
     norm,
     pool,
     quant_ops,
+    resize,
     rnnpool,
     tensor_ops,
 )

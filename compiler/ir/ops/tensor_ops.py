@@ -9,8 +9,6 @@ from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import BYTES, C_TYPES, LowerCtx, Lowered, ints, strides, struct
 from compiler.ir.ops._qutil import same_params, scale_zp
 from compiler.ir.ops._util import (
-    hwc_dims,
-    make_shape,
     permute_axes,
     permute_axis,
     permute_pads,
@@ -333,35 +331,6 @@ def pad_int(
     return [np.pad(x[0], width, constant_values=code)]
 
 
-def _infer_resize(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
-
-    layout = str(node.attrs["layout"])
-    n, h, w, c = hwc_dims(t[0].shape, layout)
-    fh, fw = node.attrs["scale"]  # type: ignore[misc]
-    return [TType(make_shape(n, h * fh, w * fw, c, layout), t[0].dtype)]
-
-
-@op(
-    "resize_nearest",
-    attrs={"scale": AttrSpec("ints")},  # integer upscale factors [h, w]
-    infer=_infer_resize,
-    layout_sensitive=True,
-    dtypes=ANY,
-    layout="spatial",
-    memory="own",
-    quant=SAME,
-    kernels=("tvc_move.c",),
-)
-def resize_nearest(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
-    """Nearest-neighbour upscaling by integer factors: out[y][x] = in[y // fh][x // fw]."""
-    fh, fw = node.attrs["scale"]  # type: ignore[misc]
-    h_axis, w_axis = (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
-    return [np.repeat(np.repeat(x[0], fh, axis=h_axis), fw, axis=w_axis)]
-
-
-_moves_bytes("resize_nearest")
-
-
 # --- lowering: data movement kernels (tvc_move.c) -------------------------------------------
 
 
@@ -514,26 +483,6 @@ def pad_portable(ctx: LowerCtx, node: Node) -> Lowered:
         [1] * (4 - r) + list(x.shape),
         [0] * (4 - r) + st,
         offset,
-    )
-    return low
-
-
-@lowering("resize_nearest", "portable")
-def resize_nearest_portable(ctx: LowerCtx, node: Node) -> Lowered:
-    low = Lowered()
-    _, h, w, c = ctx.graph.tensors[node.inputs[0]].shape
-    fh, fw = node.attrs["scale"]  # type: ignore[misc]
-    low.stmts.append(
-        ctx.call(
-            f"resize_nearest_{BYTES[_dt(ctx, node)]}",
-            str(h),
-            str(w),
-            str(c),
-            str(fh),
-            str(fw),
-            ctx.ptr(node.inputs[0]),
-            ctx.ptr(node.outputs[0], False),
-        )
     )
     return low
 

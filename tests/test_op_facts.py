@@ -56,3 +56,21 @@ def test_facts_drive_the_passes() -> None:
     assert ops["softmax"].quant.fixed == (1.0 / 256, -128)
     assert ops["max_pool2d"].quant.output == "same"
     assert ops["conv2d"].kernels == ("tvc_conv.c",)
+
+
+# ops that requantize compute their integers once, in params(); data movement and pools move
+# codes under shared parameters and have none; dequantize leaves the integer world
+MOVES_CODES = {"same"}
+
+
+@pytest.mark.parametrize("name", sorted(all_ops()))
+def test_quantized_ops_have_params_and_a_portable_lowering(name: str) -> None:
+    d = all_ops()[name]
+    if d.quant.output == "none" or name == "dequantize":
+        assert not d.lower, f"{name} never reaches codegen, yet has lowering rules"
+        return
+    assert d.lower.get("portable"), f"{name} is quantized but has no portable C lowering"
+    if d.quant.output not in MOVES_CODES:
+        assert d.params is not None, f"{name} requantizes but computes no params()"
+    for backend, rules in d.lower.items():
+        assert all(r.op == name and r.backend == backend for r in rules)

@@ -232,6 +232,7 @@ _UNARY = {
     "HardSwish": "hard_swish",
     "Identity": "identity",
     "Erf": "erf",  # nn.GELU before opset 20; canonicalize folds the pattern to gelu
+    "Sqrt": "sqrt",  # inside L2Norm's pattern; canonicalize folds it to l2_norm
 }
 
 
@@ -298,7 +299,7 @@ def _clip(imp: Importer, node: onnx.NodeProto) -> None:
     imp.emit(node, "clip", [node.input[0]], [node.output[0]], min=float(lo), max=float(hi))  # type: ignore[arg-type]
 
 
-@handles("Add", "Sub", "Mul", "Div")
+@handles("Add", "Sub", "Mul", "Div", "Pow")
 def _binary(imp: Importer, node: onnx.NodeProto) -> None:
     imp.emit(node, node.op_type.lower(), [node.input[0], node.input[1]], [node.output[0]])
 
@@ -364,6 +365,40 @@ def _reduce_mean(imp: Importer, node: onnx.NodeProto) -> None:
         axes=sorted(x % rank for x in axes),
         keepdims=int(a.get("keepdims", 1)),
     )  # type: ignore[call-overload]
+
+
+@handles("ReduceSum", "ReduceL2", "ReduceMax")
+def _reduce(imp: Importer, node: onnx.NodeProto) -> None:
+    """ReduceSum / ReduceL2 (L2Norm's patterns, folded by canonicalize) and ReduceMax (S3FD's
+    max-out over background classes)."""
+    a = attrs_of(node)
+    rank = len(imp.shape(node.input[0]))
+    # ReduceSum takes axes as an input from opset 13, the others from opset 18
+    axes = _axes(imp, node, 1)
+    if axes is None:
+        if a.get("noop_with_empty_axes", 0):
+            imp.emit(node, "identity", [node.input[0]], [node.output[0]])
+            return
+        axes = list(range(rank))
+    op = {"ReduceSum": "reduce_sum", "ReduceL2": "reduce_l2", "ReduceMax": "reduce_max"}
+    imp.emit(
+        node,
+        op[node.op_type],
+        [node.input[0]],
+        [node.output[0]],
+        axes=sorted(x % rank for x in axes),
+        keepdims=int(a.get("keepdims", 1)),
+    )  # type: ignore[call-overload]
+
+
+@handles("LpNormalization")
+def _lp_norm(imp: Importer, node: onnx.NodeProto) -> None:
+    a = attrs_of(node)
+    if int(a.get("p", 2)) != 2:  # type: ignore[call-overload]
+        imp.fail(node, f"has p={a.get('p')}; tvc supports the L2 norm (p=2)")
+    rank = len(imp.shape(node.input[0]))
+    axis = int(a.get("axis", -1)) % rank  # type: ignore[call-overload]
+    imp.emit(node, "l2_norm", [node.input[0]], [node.output[0]], axis=axis, eps=0.0)
 
 
 def _static_reshape(imp: Importer, node: onnx.NodeProto, shape: list[int]) -> None:

@@ -206,6 +206,24 @@ def _gelu(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -
     imp.emit(kind, "gelu", [imp.tensor(ins[0])], outs, approximate=approximate)
 
 
+@handles("L2_NORMALIZATION")
+def _l2_norm(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    o = imp.options(op, tflite.L2NormOptions)
+    x = imp.tensor(ins[0])
+    axis = len(imp.graph.tensors[x].shape) - 1
+    out = imp.emit_act(kind, o.FusedActivationFunction(), outs[0])
+    imp.emit(kind, "l2_norm", [x], [out], axis=axis, eps=1e-6)
+
+
+@handles("REDUCE_MAX")
+def _reduce_max(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
+    o = imp.options(op, tflite.ReducerOptions)
+    x = imp.tensor(ins[0])
+    rank = len(imp.graph.tensors[x].shape)
+    axes = sorted(int(a) % rank for a in imp.const_data(ins[1], kind).reshape(-1))
+    imp.emit(kind, "reduce_max", [x], outs, axes=axes, keepdims=int(bool(o.KeepDims())))
+
+
 @handles("QUANTIZE")
 def _quantize(imp: TFLiteImporter, op, kind: str, ins: list[int], outs: list[str]) -> None:  # type: ignore[no-untyped-def]
     imp.emit(kind, "quantize", [imp.tensor(ins[0])], outs, to=imp.graph.tensors[outs[0]].dtype)

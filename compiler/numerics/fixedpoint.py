@@ -233,3 +233,45 @@ def lut_int8(
     transformed = fn(deq).astype(np.float32)
     rescaled = round_half_away_f32(transformed * (np.float32(1) / np.float32(out_scale)))
     return np.clip(rescaled + out_zp, -128, 127)
+
+
+def inv_sqrt_multiplier_exp(
+    acc: np.ndarray, reverse_shift: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetInvSqrtQuantizedMultiplierExp, vectorized: 1/sqrt(acc) as a multiplier and a
+    shift (left shift with reverse_shift = -1), by five gemmlowp Newton-Raphson steps in F3.
+    acc <= 1 gives (INT32_MAX, 0), as TFLite handles 0 and 1."""
+    acc = np.asarray(acc, np.int64)
+    small = acc <= 1
+    x = np.where(small, 2, acc)
+    shift = np.full(x.shape, 11, np.int64)
+    while True:
+        big = x >= (1 << 29)
+        if not big.any():
+            break
+        x = np.where(big, x // 4, x)
+        shift = shift + big
+    pairs = (count_leading_zeros32(x) - 1) // 2 - 1
+    shift = shift - pairs
+    x = x << (2 * pairs)
+    half_input = rdbpot(x >> 1, 1)
+    half_three = (1 << 28) + (1 << 27)
+    r = np.full(x.shape, 1 << 28, np.int64)  # F3 one
+    for _ in range(5):
+        r3 = saturating_rounding_mul_by_pot(srdhm(srdhm(r, r), r), 6)
+        r = saturating_rounding_mul_by_pot(wrap32(srdhm(half_three, r) - srdhm(half_input, r3)), 3)
+    r = srdhm(r, 1518500250)  # * sqrt(2) / 2 in F0
+    neg = shift < 0
+    r = np.where(neg, wrap32(r << np.maximum(-shift, 0)), r)
+    shift = np.where(neg, 0, shift) * reverse_shift
+    return np.where(small, INT32_MAX, r), np.where(small, 0, shift)
+
+
+def isqrt(x: np.ndarray) -> np.ndarray:
+    """floor(sqrt(x)) of non-negative integers below 2^62, exactly (float estimate, corrected)."""
+    x = np.asarray(x, np.int64)
+    r = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    r = np.where(r * r > x, r - 1, r)
+    r = np.where(r * r > x, r - 1, r)
+    r = np.where((r + 1) * (r + 1) <= x, r + 1, r)
+    return np.where((r + 1) * (r + 1) <= x, r + 1, r)

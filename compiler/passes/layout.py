@@ -179,7 +179,8 @@ def _axis_op(rw: _Rewriter, n: Node) -> None:
     p = rw.perm_of(acts[0]) if acts else _ident(len(rw.lshape(n.inputs[0])))
     a = n.attrs
     m = _retag_permuted(n, rw, p)
-    m.inputs = [rw.physical(i, p) for i in n.inputs]
+    # inputs of another rank (a per-channel vector along the axis) are not laid out
+    m.inputs = [rw.physical(i, p) if len(rw.lshape(i)) == len(p) else rw.name(i) for i in n.inputs]
     if "keepdims" in a and not a["keepdims"]:
         kept = [x for x in p if x not in a["axes"]]  # type: ignore[operator]
         order = sorted(kept)

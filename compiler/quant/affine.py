@@ -127,7 +127,8 @@ def quantize_affine(
         if wq == "rnnpool":  # |x - zero point| <= 255 bounds W1's row sums
             s_x = float(params[n.inputs[0]].scale[0])
             quantize_rnnpool_weights(g, n, states or {}, 255, s_x)
-        if wq in ("per_channel", "per_tensor") and g.tensors[n.inputs[1]].is_const:
+        has_w = len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const
+        if wq in ("per_channel", "per_tensor") and has_w:
             w_t = g.tensors[n.inputs[1]]
             qw, qp_w = _weights(w_t.data, per_channel=wq == "per_channel")  # type: ignore[arg-type]
             w_name = g.add_const(f"{n.inputs[1]}/q", const_tensor("w", qw))

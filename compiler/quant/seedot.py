@@ -57,7 +57,8 @@ def quantize_seedot(
         if wq == "rnnpool":
             quantize_rnnpool_weights(g, n, states or {}, 128 if bits == 8 else 32768)
             continue
-        if wq not in ("per_channel", "per_tensor") or not g.tensors[n.inputs[1]].is_const:
+        has_w = len(n.inputs) > 1 and g.tensors[n.inputs[1]].is_const
+        if wq not in ("per_channel", "per_tensor") or not has_w:
             continue
         w = g.tensors[n.inputs[1]].data.astype(np.float64)  # type: ignore[union-attr]
         e_w = exp_for(float(np.abs(w).max()), bits)

@@ -246,6 +246,17 @@ typedef struct {
     int32_t offset;
 } tvc_strided_t;
 
+/* L2 normalization over channels (tvc_norm.c): affine int8 (TFLite, then per-channel scale) or
+ * SeeDot (pow2_shift: y = x w 2^k / sqrt(sum x^2 2^16)) */
+typedef struct {
+    int32_t rows, depth;
+    int32_t in_zp, out_zp, act_min, act_max;
+    int32_t pow2_shift;
+    const int16_t *weights; /* the scale's codes per channel (1 without a scale) */
+    const int32_t *mult;    /* affine: per channel */
+    const int32_t *shift;
+} tvc_l2norm_t;
+
 /* bilinear resize (tvc_resize.c): input/output ratio per axis in Q10, pixel-centre coordinates */
 typedef struct {
     int32_t in_h, in_w, c, out_h, out_w;
@@ -315,6 +326,11 @@ void TVC_FN(scatter_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(scatter_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(permute_last_b1)(int32_t rows, int32_t depth, const int32_t *perm, const int8_t *in, int8_t *out);
 void TVC_FN(permute_last_b2)(int32_t rows, int32_t depth, const int32_t *perm, const int16_t *in, int16_t *out);
+void TVC_FN(l2_norm_s8)(const tvc_l2norm_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(l2_norm_pow2_s8)(const tvc_l2norm_t *p, const int8_t *in, int8_t *out);
+void TVC_FN(l2_norm_pow2_s16)(const tvc_l2norm_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(reduce_max_last_b1)(int32_t rows, int32_t depth, const int8_t *in, int8_t *out);
+void TVC_FN(reduce_max_last_b2)(int32_t rows, int32_t depth, const int16_t *in, int16_t *out);
 void TVC_FN(resize_bilinear_s8)(const tvc_resize_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(resize_bilinear_s16)(const tvc_resize_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(resize_nearest_b1)(int32_t in_h, int32_t in_w, int32_t c, int32_t fh, int32_t fw, const int8_t *in,

@@ -167,6 +167,41 @@ class FaceDetector(nn.Module):
         return self.loc1(f1), self.conf1(f1), self.loc2(f2), self.conf2(f2)
 
 
+class L2Norm(nn.Module):
+    """S3FD's L2Norm as EdgeML's RNNPool face detectors write it: x / (||x||_2 + eps) * weight,
+    the weight broadcast with expand_as (the exporter then writes Pow / ReduceSum / Sqrt / Add /
+    Div / Mul around it)."""
+
+    def __init__(self, channels: int, scale: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), scale))
+        self.eps = 1e-10
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        x = torch.div(x, norm)
+        return self.weight.unsqueeze(0).unsqueeze(2).unsqueeze(3).expand_as(x) * x
+
+
+class S3FDFaceDetector(FaceDetector):
+    """The detector with RNNPool_Face_M4's S3FD-style heads: the first feature map L2-normalized
+    with a learned per-channel scale, and the first head's classes max-out: three background
+    scores per anchor reduced by a maximum, concatenated with the face score."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = L2Norm(32, 10.0)
+        self.conf1 = nn.Conv2d(32, 4, 3, 1, 1)  # 3 background + 1 face, one anchor
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f1 = self.block2(self.block1(self.pool(self.stem(x))))
+        f2 = self.block4(self.block3(f1))
+        n1 = self.norm1(f1)
+        c1 = self.conf1(n1)
+        max_bg, _ = torch.max(c1[:, 0:3], dim=1, keepdim=True)
+        return self.loc1(n1), torch.cat((max_bg, c1[:, 3:]), dim=1), self.loc2(f2), self.conf2(f2)
+
+
 def flatten_heads(outs: list[np.ndarray] | tuple[torch.Tensor, ...]) -> tuple:
     """(loc (N, A, 4), conf (N, A, 2)) in anchors() order from the four NCHW head maps."""
     lib = torch if isinstance(outs[0], torch.Tensor) else np

@@ -11,18 +11,38 @@ graphs only; its integer semantics are exactly those of the two ops in sequence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered
-from compiler.ir.ops.conv import CONV_ATTRS, check_bias, conv_out_hw, conv_params, conv_struct
+from compiler.ir.ops.conv import (
+    CONV_ATTRS,
+    ConvParams,
+    check_bias,
+    conv_out_hw,
+    conv_params,
+    conv_struct,
+)
 from compiler.ir.ops.rnnpool import (
     RNNPOOL_ATTRS,
+    RnnpoolFormats,
+    rnnpool_formats,
     rnnpool_scratch_bytes,
     rnnpool_struct,
 )
-from compiler.ir.registry import CALIBRATED, AttrSpec, TType, get_op, int_ref, lowering, op
+from compiler.ir.registry import (
+    CALIBRATED,
+    AttrSpec,
+    TType,
+    get_op,
+    int_ref,
+    lowering,
+    op,
+    params,
+)
 from compiler.ir.tensor import QParams, Tensor
 
 SCRATCH_ALIGN = 16  # the parts of the fused step's work buffer start 16-byte aligned
@@ -137,6 +157,24 @@ def conv_rnnpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return get_op("rnnpool").run(pool, [mid[0], *x[n_conv:]])
 
 
+@dataclass(frozen=True)
+class ConvRnnpoolParams:
+    """The fused step's integers: exactly its convolution's and its RNNPool's."""
+
+    conv: ConvParams
+    pool: RnnpoolFormats
+
+
+@params("conv_rnnpool")
+def conv_rnnpool_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> ConvRnnpoolParams:
+    conv, pool = split_nodes(node)
+    n_conv = len(ins) - 8
+    mid = _mid(node, ins)
+    return ConvRnnpoolParams(
+        conv_params(conv, ins[:n_conv], [mid]), rnnpool_formats(pool, [mid, *ins[n_conv:]], outs)
+    )
+
+
 @int_ref("conv_rnnpool")
 def conv_rnnpool_int(
     node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
@@ -178,7 +216,7 @@ def conv_rnnpool_portable(ctx: LowerCtx, node: Node) -> Lowered:
     dt = mid.dtype
     conv, _ = split_nodes(node)
     n_conv = len(ins) - 8
-    p = conv_params(conv, ins[:n_conv], [mid])
+    p = conv_rnnpool_params(node, ins, [ctx.graph.tensors[node.outputs[0]]]).conv
     conv_name, pool_name = f"{ctx.name}_conv", ctx.name
     conv_struct(ctx, low, conv_name, conv, conv.attrs, ins[0], mid, p)
     check_bias(ctx.graph, conv, dt)

@@ -9,7 +9,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
-from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.lowering import BYTES, SUFFIX, LowerCtx, Lowered, struct
 from compiler.ir.ops import _cmsis as cm
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import finish, same_params, scale_zp
@@ -411,3 +411,55 @@ def _mean_portable(ctx: LowerCtx, node: Node) -> Lowered:
 
 lowering("global_avg_pool", "portable", applies=_mean_applies)(_mean_portable)
 lowering("reduce_mean", "portable", applies=_mean_applies)(_mean_portable)
+
+
+# --- reduce_max (max-out over channel slices in detection heads) -----------------------------
+
+
+@op(
+    "reduce_max",
+    attrs={"axes": AttrSpec("ints"), "keepdims": AttrSpec("int", 1, (0, 1))},
+    infer=_infer_mean,
+    dtypes=("f32", "i8", "i16"),
+    layout="axis",
+    memory="own",
+    quant=SAME,
+    kernels=("tvc_reduce.c",),
+    permute_attrs=permute_sorted_axes,
+)
+def reduce_max(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """The maximum over `axes` (S3FD's max-out background class: a ReduceMax over a slice of
+    the class channels)."""
+    axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
+    return [np.max(x[0], axis=axes, keepdims=bool(node.attrs["keepdims"]))]
+
+
+@int_ref("reduce_max")
+def reduce_max_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """Codes compare as values when input and output share their parameters."""
+    same_params(node, ins, outs)
+    return reduce_max(node, x)
+
+
+def _max_last_axis(graph: Graph, node: Node) -> bool:
+    rank = len(graph.tensors[node.inputs[0]].shape)
+    return _norm_axes(node.attrs["axes"], rank) == [rank - 1]  # type: ignore[arg-type]
+
+
+@lowering("reduce_max", "portable", applies=_max_last_axis)
+def reduce_max_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    low = Lowered()
+    x = ctx.graph.tensors[node.inputs[0]]
+    depth = x.shape[-1]
+    low.stmts.append(
+        ctx.call(
+            f"reduce_max_last_{BYTES[x.dtype]}",
+            str(x.numel // depth),
+            str(depth),
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0], False),
+        )
+    )
+    return low

@@ -27,7 +27,7 @@ from compiler.ir.graph import Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
 from compiler.ir.ops._qutil import pow2_exp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc, windows
-from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, lowering, op
+from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, lowering, op, params
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import INT32_MAX, QRANGE, mbqm, quantize_multiplier
 from compiler.numerics.pow2 import shift_round
@@ -310,6 +310,9 @@ def rnnpool_formats(node: Node, ins: list[Tensor], outs: list[Tensor]) -> Rnnpoo
                 "accumulator; quantize with a larger exponent"
             )
     return RnnpoolFormats(shifts, **fmt)  # type: ignore[arg-type]
+
+
+params("rnnpool")(rnnpool_formats)
 
 
 @int_ref("rnnpool")

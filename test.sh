@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
-.venv/bin/ruff check compiler tests tools benchmarks
+.venv/bin/ruff check compiler tests tools benchmarks docs
 exec .venv/bin/python -m pytest "$@"

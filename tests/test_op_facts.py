@@ -74,3 +74,33 @@ def test_quantized_ops_have_params_and_a_portable_lowering(name: str) -> None:
         assert d.params is not None, f"{name} requantizes but computes no params()"
     for backend, rules in d.lower.items():
         assert all(r.op == name and r.backend == backend for r in rules)
+
+
+def test_the_template_op_declares_every_fact() -> None:
+    """docs/op_template.py is a working op: importing it registers one that passes the checks
+    above, and its integer reference follows its float reference (in a separate process, so
+    the registry of this run stays the compiler's own)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = f"""
+import runpy, numpy as np
+runpy.run_path({str(root / "docs" / "op_template.py")!r})
+from compiler.ir.registry import all_ops, make_node
+from compiler.ir.tensor import QParams, Tensor
+d = all_ops()["softsign_example"]
+assert d.layout == "elementwise" and d.memory == "in_place" and d.kernels
+assert d.params is not None and d.run_int is not None and d.lower["portable"]
+n = make_node("softsign_example", ["x"], ["y"])
+x = Tensor("x", (256,), "i8", qparams=QParams((0.05,), (3,)))
+y = Tensor("y", (256,), "i8", qparams=QParams((1 / 128,), (0,)))
+codes = np.arange(-128, 128).astype(np.int8)
+q = d.run_int(n, [codes], [x], [y])[0].astype(np.int64)
+f = d.run(n, [(codes.astype(np.float32) - 3) * np.float32(0.05)])[0]
+assert np.abs(q / 128.0 - f).max() <= 1 / 128, np.abs(q / 128.0 - f).max()
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

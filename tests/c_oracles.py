@@ -40,6 +40,19 @@ def integer_samples(graph: Graph, n: int, seed: int) -> list[dict[str, np.ndarra
     return out
 
 
+def assert_tflite_bit_exact(blob: bytes, graph: Graph, n: int = 32, seed: int = 11) -> None:
+    """The integer interpreter equals tf.lite's reference kernels (BUILTIN_REF) on n inputs."""
+    from tvc_models.keras_zoo import reference_interpreter
+
+    interp = reference_interpreter(blob)
+    inp, outd = interp.get_input_details()[0], interp.get_output_details()[0]
+    for s in integer_samples(graph, n, seed):
+        interp.set_tensor(inp["index"], s[graph.inputs[0]])
+        interp.invoke()
+        ref = interp.get_tensor(outd["index"])
+        np.testing.assert_array_equal(run_graph(graph, s)[graph.outputs[0]], ref)
+
+
 def assert_c_bit_exact(outdir: Path, n: int = 6, seed: int = 7, qemu: bool = True) -> Graph:
     """Host C and (optionally) M4-twin C outputs equal the interpreter's on `n` inputs."""
     graph = load_model(outdir)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from c_oracles import assert_c_bit_exact, compile_for_tests, integer_samples
+from c_oracles import assert_c_bit_exact, assert_tflite_bit_exact, compile_for_tests
 from helpers import ort_run, rel_err, tvc_float
 from onnx import helper
 from onnx_builder import model, save
 from tvc_models.export import export
+from tvc_models.keras_zoo import full_int8
 
 from compiler.frontend.loader import load_model
-from compiler.ir.interpreter import run_graph
 from compiler.ir.ops.activation import gelu_f32
 from compiler.passes.manager import run_passes
 
@@ -99,32 +99,17 @@ def test_gelu_c_is_bit_exact_host_qemu_interpreter(
 
 def _keras_gelu(approximate: bool) -> bytes:
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(6, 3, padding="same")(inp)
     x = keras.layers.Activation(lambda t: keras.activations.gelu(t, approximate=approximate))(x)
     m = keras.Model(inp, keras.layers.Conv2D(4, 1)(x))
-    rng = np.random.default_rng(0)
-
-    def rep():  # type: ignore[no-untyped-def]
-        for _ in range(32):
-            yield [rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return full_int8(m, seed=0, calib=32)
 
 
 @pytest.mark.parametrize("approximate", [False, True])
 def test_tflite_gelu_is_bit_exact_with_tflite(tmp_path: Path, approximate: bool) -> None:
-    from tvc_models.keras_zoo import reference_interpreter
-
     blob = _keras_gelu(approximate)
     path = tmp_path / "gelu.tflite"
     path.write_bytes(blob)
@@ -132,10 +117,4 @@ def test_tflite_gelu_is_bit_exact_with_tflite(tmp_path: Path, approximate: bool)
     graph = assert_c_bit_exact(out, qemu=False)
     gelus = [n for n in graph.nodes if n.op == "gelu"]
     assert [n.attrs["approximate"] for n in gelus] == ["tanh" if approximate else "none"]
-    interp = reference_interpreter(blob)
-    inp, outd = interp.get_input_details()[0], interp.get_output_details()[0]
-    for s in integer_samples(graph, 32, 11):
-        interp.set_tensor(inp["index"], s[graph.inputs[0]])
-        interp.invoke()
-        ref = interp.get_tensor(outd["index"])
-        np.testing.assert_array_equal(run_graph(graph, s)[graph.outputs[0]], ref)
+    assert_tflite_bit_exact(blob, graph, 32, 11)

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from c_oracles import assert_c_bit_exact, compile_for_tests, integer_samples
+from c_oracles import assert_c_bit_exact, assert_tflite_bit_exact, compile_for_tests
 from helpers import ort_run, rel_err, tvc, tvc_float
 from onnx import helper
 from onnx_builder import model, save
 from tvc_models.export import export
 from tvc_models.face import L2Norm, S3FDFaceDetector, face_images
+from tvc_models.keras_zoo import full_int8
 
 from compiler.frontend.loader import load_model
 from compiler.frontend.torch import export_onnx
-from compiler.ir.interpreter import run_graph
 from compiler.passes.manager import run_passes
 
 
@@ -103,38 +103,17 @@ def _keras_l2norm() -> bytes:
     x = keras.layers.Lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(x)
     top = keras.layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True))(x)
     m = keras.Model(inp, keras.layers.Concatenate()([top, x]))
-    rng = np.random.default_rng(0)
-
-    def rep():  # type: ignore[no-untyped-def]
-        for _ in range(32):
-            yield [rng.uniform(-1, 1, (1, 6, 6, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return full_int8(m, seed=0, calib=32)
 
 
 def test_tflite_l2_normalization_is_bit_exact_with_tflite(tmp_path: Path) -> None:
-    from tvc_models.keras_zoo import reference_interpreter
-
     blob = _keras_l2norm()
     path = tmp_path / "l2.tflite"
     path.write_bytes(blob)
     out = compile_for_tests(path, tmp_path / "out", calib=None)
     graph = assert_c_bit_exact(out)
     assert {"l2_norm", "reduce_max"} <= {n.op for n in graph.nodes}
-    interp = reference_interpreter(blob)
-    inp, outd = interp.get_input_details()[0], interp.get_output_details()[0]
-    for s in integer_samples(graph, 32, 4):
-        interp.set_tensor(inp["index"], s[graph.inputs[0]])
-        interp.invoke()
-        np.testing.assert_array_equal(
-            run_graph(graph, s)[graph.outputs[0]], interp.get_tensor(outd["index"])
-        )
+    assert_tflite_bit_exact(blob, graph, 32, 4)
 
 
 def test_s3fd_face_detector_fits_the_f439_and_is_bit_exact(tmp_path: Path) -> None:

@@ -359,19 +359,28 @@ def test_op_matches_onnxruntime(tmp_path, case: str) -> None:
         assert rel_err(ours, ref) <= 1e-5, f"after {stage}"
 
 
-def test_bilinear_resize_is_refused_with_a_hint(tmp_path) -> None:
-    m = model(
-        [N("Resize", ["x", "", "sc"], ["y"], mode="linear")],
-        {"x": X},
-        ["y"],
-        {"sc": np.array([1, 1, 2, 2], np.float32)},
-        13,
-    )
-    path = save(m, tmp_path / "bilinear.onnx")
-    with pytest.raises(TvcError) as e:
-        load_onnx(path)
-    msg = str(e.value)
-    assert "Resize" in msg and "mode=linear" in msg and "nearest" in msg
+def test_unsupported_resize_modes_are_refused_with_a_hint(tmp_path) -> None:
+    """Bilinear resizing is supported now (tests/test_resize_bilinear.py); cubic, and linear
+    with tf_crop_and_resize, are refused naming the node and what tvc does support."""
+    for k, attrs in enumerate(
+        [
+            {"mode": "cubic"},
+            {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"},
+        ]
+    ):
+        m = model(
+            [N("Resize", ["x", "", "sc"], ["y"], **attrs)],
+            {"x": X},
+            ["y"],
+            {"sc": np.array([1, 1, 2, 2], np.float32)},
+            13,
+        )
+        path = save(m, tmp_path / f"resize{k}.onnx")
+        with pytest.raises(TvcError) as e:
+            load_onnx(path)
+        msg = str(e.value)
+        assert "Resize" in msg and ("mode=cubic" in msg or "tf_crop_and_resize" in msg)
+        assert "bilinear" in msg or "half_pixel" in msg, msg
 
 
 def test_layout_rules_need_no_transpose_for_axis_ops(tmp_path) -> None:

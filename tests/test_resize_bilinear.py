@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from c_oracles import assert_c_bit_exact, compile_for_tests, integer_samples
+from c_oracles import assert_c_bit_exact, assert_tflite_bit_exact, compile_for_tests
 from helpers import ort_run, rel_err, tvc_float
 from onnx import helper
 from onnx_builder import model, save
 from tvc_models.export import export
+from tvc_models.keras_zoo import full_int8
 
 from compiler.frontend.loader import load_model
-from compiler.ir.interpreter import run_graph
 from compiler.passes.manager import run_passes
 
 CASES = [
@@ -115,25 +115,11 @@ def _keras_bilinear(kind: str) -> bytes:
             lambda t: tf.compat.v1.image.resize_bilinear(t, (11, 8), align_corners=align)
         )(x)
     m = keras.Model(inp, keras.layers.Conv2D(2, 1)(x))
-    rng = np.random.default_rng(0)
-
-    def rep():  # type: ignore[no-untyped-def]
-        for _ in range(32):
-            yield [rng.uniform(-1, 1, (1, 6, 5, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(m)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return full_int8(m, seed=0, calib=32)
 
 
 @pytest.mark.parametrize("kind", ["upsampling", "align_corners", "asymmetric"])
 def test_tflite_resize_bilinear_is_bit_exact_with_tflite(tmp_path: Path, kind: str) -> None:
-    from tvc_models.keras_zoo import reference_interpreter
-
     blob = _keras_bilinear(kind)
     path = tmp_path / "bilinear.tflite"
     path.write_bytes(blob)
@@ -141,11 +127,4 @@ def test_tflite_resize_bilinear_is_bit_exact_with_tflite(tmp_path: Path, kind: s
     graph = assert_c_bit_exact(out, qemu=kind == "upsampling")
     coords = [n.attrs["coord"] for n in graph.nodes if n.op == "resize_bilinear"]
     assert coords == [{"upsampling": "half_pixel"}.get(kind, kind)]
-    interp = reference_interpreter(blob)
-    inp, outd = interp.get_input_details()[0], interp.get_output_details()[0]
-    for s in integer_samples(graph, 32, 12):
-        interp.set_tensor(inp["index"], s[graph.inputs[0]])
-        interp.invoke()
-        np.testing.assert_array_equal(
-            run_graph(graph, s)[graph.outputs[0]], interp.get_tensor(outd["index"])
-        )
+    assert_tflite_bit_exact(blob, graph, 32, 12)

@@ -347,43 +347,27 @@ def _axes(
     return None
 
 
-@handles("ReduceMean")
-def _reduce_mean(imp: Importer, node: onnx.NodeProto) -> None:
-    a = attrs_of(node)
-    rank = len(imp.shape(node.input[0]))
-    axes = _axes(imp, node, 1)
-    if axes is None:
-        if a.get("noop_with_empty_axes", 0):
-            imp.emit(node, "identity", [node.input[0]], [node.output[0]])
-            return
-        axes = list(range(rank))
-    imp.emit(
-        node,
-        "reduce_mean",
-        [node.input[0]],
-        [node.output[0]],
-        axes=sorted(x % rank for x in axes),
-        keepdims=int(a.get("keepdims", 1)),
-    )  # type: ignore[call-overload]
+REDUCE_OPS = {
+    "ReduceMean": "reduce_mean",
+    "ReduceMax": "reduce_max",  # S3FD's max-out over background classes
+    "ReduceSum": "reduce_sum",  # inside L2Norm's patterns, folded by canonicalize
+    "ReduceL2": "reduce_l2",
+}
 
 
-@handles("ReduceSum", "ReduceL2", "ReduceMax")
+@handles(*REDUCE_OPS)
 def _reduce(imp: Importer, node: onnx.NodeProto) -> None:
-    """ReduceSum / ReduceL2 (L2Norm's patterns, folded by canonicalize) and ReduceMax (S3FD's
-    max-out over background classes)."""
     a = attrs_of(node)
     rank = len(imp.shape(node.input[0]))
-    # ReduceSum takes axes as an input from opset 13, the others from opset 18
-    axes = _axes(imp, node, 1)
+    axes = _axes(imp, node, 1)  # an input from opset 13 (ReduceSum) or 18 (the others)
     if axes is None:
         if a.get("noop_with_empty_axes", 0):
             imp.emit(node, "identity", [node.input[0]], [node.output[0]])
             return
         axes = list(range(rank))
-    op = {"ReduceSum": "reduce_sum", "ReduceL2": "reduce_l2", "ReduceMax": "reduce_max"}
     imp.emit(
         node,
-        op[node.op_type],
+        REDUCE_OPS[node.op_type],
         [node.input[0]],
         [node.output[0]],
         axes=sorted(x % rank for x in axes),

@@ -15,6 +15,7 @@ import numpy as np
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import make_node
+from compiler.passes.rewrite import replace_chain
 
 TOL = 1e-5  # relative, on the pattern's constants
 
@@ -99,9 +100,6 @@ def fold_gelu(graph: Graph) -> Graph:
         inner = {o for n in chain for o in n.outputs} - {out}
         if inner & set(g.outputs):
             continue
-        at = min(g.nodes.index(n) for n in chain)
-        for n in chain:
-            g.nodes.remove(n)
-        g.nodes.insert(at, make_node("gelu", [x], [out], chain[-1].name, approximate="none"))
+        replace_chain(g, chain, make_node("gelu", [x], [out], chain[-1].name, approximate="none"))
     g.prune_tensors()
     return g

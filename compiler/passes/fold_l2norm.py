@@ -15,7 +15,7 @@ import numpy as np
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import make_node
-from compiler.passes.rewrite import new_const
+from compiler.passes.rewrite import new_const, replace_chain
 
 
 def _scalar(g: Graph, name: str) -> float | None:
@@ -115,10 +115,7 @@ def fold_l2norm(graph: Graph) -> Graph:
         inner = {o for n in chain for o in n.outputs} - {out}
         if inner & set(g.outputs):
             continue
-        at = min(g.nodes.index(n) for n in chain)
-        for n in chain:
-            g.nodes.remove(n)
-        g.nodes.insert(at, make_node("l2_norm", ins, [out], div.name, axis=axis, eps=eps))
+        replace_chain(g, chain, make_node("l2_norm", ins, [out], div.name, axis=axis, eps=eps))
         producers, uses = g.producers(), g.consumers()
     g.prune_tensors()
     return g

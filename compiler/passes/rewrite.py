@@ -28,6 +28,14 @@ def bypass(graph: Graph, node: Node, src: str | None = None) -> bool:
     return True
 
 
+def replace_chain(graph: Graph, chain: list[Node], node: Node) -> None:
+    """Put `node` where the first of `chain` stood and drop the chain (a folded pattern)."""
+    at = min(graph.nodes.index(n) for n in chain)
+    for n in chain:
+        graph.nodes.remove(n)
+    graph.nodes.insert(at, node)
+
+
 def new_const(graph: Graph, base: str, data: np.ndarray) -> str:
     """Add a constant under a fresh name (never overwrite one that others may share)."""
     return graph.add_const(base, const_tensor(base, data))

@@ -128,7 +128,6 @@ MODELS = {
 def build_tflite(name: str, seed: int = 0, calib: int = 64) -> bytes:
     """A full-int8 (int8 in/out) TFLite flatbuffer of the named model."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     model = MODELS[name]()
@@ -139,6 +138,14 @@ def build_tflite(name: str, seed: int = 0, calib: int = 64) -> bytes:
             rng = np.random.default_rng(seed)
             layer.moving_mean.assign(rng.normal(0, 0.1, c).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+    return full_int8(model, seed, calib)
+
+
+def full_int8(model, seed: int = 0, calib: int = 64) -> bytes:  # type: ignore[no-untyped-def]
+    """Convert a Keras model to a full-int8 (int8 in/out) TFLite flatbuffer, calibrated on
+    seeded uniform noise in [-1, 1]."""
+    import tensorflow as tf
+
     shape = tuple(model.inputs[0].shape[1:])
     rng = np.random.default_rng(seed)
     samples = [rng.uniform(-1, 1, (1, *shape)).astype(np.float32) for _ in range(calib)]

@@ -96,3 +96,25 @@ def test_cmsis_nn_on_the_cortex_m4_twin(exported, calib, tmp_path) -> None:
         np.testing.assert_array_equal(q[graph.outputs[0]], run_graph(graph, s)[graph.outputs[0]])
     _, ours = run_qemu(portable, load_model(portable), get_board("mps2-an386"), samples)
     assert all(i > 0 for i in instructions + ours)
+
+
+def test_cmsis_nn_with_a_patchwise_rnnpool_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fused conv + RNNPool step keeps its portable kernel under --kernels cmsis-nn while the
+    convolutions around it take CMSIS-NN's (before the fused node existed, the CMSIS-NN conv
+    rule swallowed the patch-wise conv and the step did not compile)."""
+    import torch
+
+    from compiler.frontend.torch import RNNPool, export_onnx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.ReLU(), RNNPool(4, (8, 8), (4, 4), 8, 8),
+        torch.nn.Conv2d(32, 6, 1),
+    )  # fmt: skip
+    path = export_onnx(model, torch.zeros(1, 1, 64, 96), tmp_path / "pool.onnx")
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).uniform(-1, 1, (8, 1, 64, 96)).astype(np.float32))
+    portable, cmsis = _both(path, tmp_path, calib)
+    ops = [n.op for n in load_model(cmsis).nodes]
+    assert "conv_rnnpool" in ops and "arm_convolve_wrapper_s8" in (cmsis / "pool.c").read_text()
+    _check(portable, cmsis)

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from compiler.errors import TvcError
-from compiler.ir.graph import Graph
+from compiler.ir.graph import Graph, Node
 
 C_TYPES = {"i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t"}
 SUFFIX = {"i8": "s8", "i16": "s16"}  # kernel name suffix by element type
@@ -100,6 +100,18 @@ def ints(values: np.ndarray | list[int]) -> str:
 def struct(ctype: str, name: str, fields: dict[str, object]) -> str:
     body = ", ".join(f".{k} = {v}" for k, v in fields.items())
     return f"static const {ctype} {name} = {{{body}}};"
+
+
+def struct_call(
+    ctx: LowerCtx, low: Lowered, node: Node, ctype: str, fields: dict[str, object], kernel: str
+) -> Lowered:
+    """The usual shape of a lowering: one parameter struct named for the node, one kernel call
+    on (&params, input, output)."""
+    low.decls.append(struct(ctype, ctx.name, fields))
+    low.stmts.append(
+        ctx.call(kernel, f"&{ctx.name}", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False))
+    )
+    return low
 
 
 def dims4(shape: tuple[int, ...]) -> list[int]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
-from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct_call
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
 from compiler.ir.ops._util import permute_axis, same
@@ -393,31 +393,17 @@ def softmax_int(
 def requant_portable(ctx: LowerCtx, node: Node, p: RequantParams) -> Lowered:
     low = Lowered()
     x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
-    low.decls.append(
-        struct(
-            "tvc_requant_t",
-            ctx.name,
-            {
-                "count": x.numel,
-                "in_zp": p.in_zp,
-                "out_zp": p.out_zp,
-                "mult": p.mult,
-                "shift": p.shift,
-                "act_min": p.act_min,
-                "act_max": p.act_max,
-                "requant": "TVC_RQ_MULT",
-            },
-        )
-    )
-    low.stmts.append(
-        ctx.call(
-            f"requant_{SUFFIX[y.dtype]}",
-            f"&{ctx.name}",
-            ctx.ptr(node.inputs[0]),
-            ctx.ptr(node.outputs[0], False),
-        )
-    )
-    return low
+    fields: dict[str, object] = {
+        "count": x.numel,
+        "in_zp": p.in_zp,
+        "out_zp": p.out_zp,
+        "mult": p.mult,
+        "shift": p.shift,
+        "act_min": p.act_min,
+        "act_max": p.act_max,
+        "requant": "TVC_RQ_MULT",
+    }
+    return struct_call(ctx, low, node, "tvc_requant_t", fields, f"requant_{SUFFIX[y.dtype]}")
 
 
 def _tensors(ctx: LowerCtx, node: Node) -> tuple[list[Tensor], list[Tensor]]:
@@ -484,11 +470,7 @@ def softmax_portable(ctx: LowerCtx, node: Node) -> Lowered:
     else:
         f.update(mult=p.mult, left_shift=p.left_shift, diff_min=p.diff_min)
         kernel = "softmax_s8"
-    low.decls.append(struct("tvc_softmax_t", ctx.name, f))
-    low.stmts.append(
-        ctx.call(kernel, f"&{ctx.name}", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False))
-    )
-    return low
+    return struct_call(ctx, low, node, "tvc_softmax_t", f, kernel)
 
 
 @lowering("softmax", "cmsis-nn", applies=lambda g, n: affine_i8(g, n) and _last_axis(g, n))

@@ -24,7 +24,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
-from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct_call
 from compiler.ir.ops._qutil import clamp, pow2_exp, qp, scale_zp
 from compiler.ir.ops._util import permute_axis, same
 from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, lowering, op, params
@@ -173,8 +173,4 @@ def l2_norm_portable(ctx: LowerCtx, node: Node) -> Lowered:
     else:
         fields.update(mult="0", shift="0")
         kernel = f"l2_norm_pow2_{SUFFIX[y.dtype]}"
-    low.decls.append(struct("tvc_l2norm_t", ctx.name, fields))
-    low.stmts.append(
-        ctx.call(kernel, f"&{ctx.name}", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0], False))
-    )
-    return low
+    return struct_call(ctx, low, node, "tvc_l2norm_t", fields, kernel)

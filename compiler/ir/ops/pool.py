@@ -9,7 +9,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
-from compiler.ir.lowering import BYTES, SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.lowering import BYTES, SUFFIX, LowerCtx, Lowered, struct, struct_call
 from compiler.ir.ops import _cmsis as cm
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import finish, same_params, scale_zp
@@ -290,16 +290,7 @@ def _pool_portable(kernel: str) -> Callable[[LowerCtx, Node], Lowered]:
             "act_min": lo,
             "act_max": hi,
         }
-        low.decls.append(struct("tvc_pool_t", ctx.name, fields))
-        low.stmts.append(
-            ctx.call(
-                f"{kernel}_{SUFFIX[dt]}",
-                f"&{ctx.name}",
-                ctx.ptr(node.inputs[0]),
-                ctx.ptr(node.outputs[0], False),
-            )
-        )
-        return low
+        return struct_call(ctx, low, node, "tvc_pool_t", fields, f"{kernel}_{SUFFIX[dt]}")
 
     return emit
 
@@ -380,33 +371,19 @@ def _mean_portable(ctx: LowerCtx, node: Node) -> Lowered:
     n, h, w, c = x.shape
     p = mean_params(node, [x], [y])
     lo, hi = QRANGE[dt]
-    low.decls.append(
-        struct(
-            "tvc_mean_t",
-            ctx.name,
-            {
-                "batch": n,
-                "h": h,
-                "w": w,
-                "c": c,
-                "in_zp": p.in_zp,
-                "out_zp": p.out_zp,
-                "mult": p.mult,
-                "shift": p.shift,
-                "act_min": lo,
-                "act_max": hi,
-            },
-        )
-    )
-    low.stmts.append(
-        ctx.call(
-            f"mean_hw_{SUFFIX[dt]}",
-            f"&{ctx.name}",
-            ctx.ptr(node.inputs[0]),
-            ctx.ptr(node.outputs[0], False),
-        )
-    )
-    return low
+    fields: dict[str, object] = {
+        "batch": n,
+        "h": h,
+        "w": w,
+        "c": c,
+        "in_zp": p.in_zp,
+        "out_zp": p.out_zp,
+        "mult": p.mult,
+        "shift": p.shift,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    return struct_call(ctx, low, node, "tvc_mean_t", fields, f"mean_hw_{SUFFIX[dt]}")
 
 
 lowering("global_avg_pool", "portable", applies=_mean_applies)(_mean_portable)

@@ -16,7 +16,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.lowering import BYTES, SUFFIX, LowerCtx, Lowered, struct
+from compiler.ir.lowering import BYTES, SUFFIX, LowerCtx, Lowered, struct_call
 from compiler.ir.ops._qutil import same_params
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, to_nhwc
 from compiler.ir.registry import SAME, AttrSpec, TType, get_op, int_ref, lowering, op, params
@@ -234,13 +234,4 @@ def resize_bilinear_portable(ctx: LowerCtx, node: Node) -> Lowered:
         "scale_w": p.scale_w,
         "half_pixel": int(p.half_pixel),
     }
-    low.decls.append(struct("tvc_resize_t", ctx.name, fields))
-    low.stmts.append(
-        ctx.call(
-            f"resize_bilinear_{SUFFIX[y.dtype]}",
-            f"&{ctx.name}",
-            ctx.ptr(node.inputs[0]),
-            ctx.ptr(node.outputs[0], False),
-        )
-    )
-    return low
+    return struct_call(ctx, low, node, "tvc_resize_t", fields, f"resize_bilinear_{SUFFIX[y.dtype]}")

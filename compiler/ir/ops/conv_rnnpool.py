@@ -91,23 +91,18 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
             f"conv_rnnpool {node.label}: takes x, conv weights[, bias] and 8 RNNPool weights"
         )
     conv, pool = split_nodes(node)
-    mid = get_op("conv2d").infer(conv, t[: len(t) - 8], v[: len(t) - 8])
-    assert mid is not None
-    return get_op("rnnpool").infer(pool, [mid[0], *t[-8:]], [None, *v[-8:]])  # type: ignore[return-value]
+    return get_op("rnnpool").infer(pool, [_infer_mid(conv, t), *t[-8:]], [None, *v[-8:]])  # type: ignore[return-value]
 
 
 def _macs(node: Node, ins: list[TType], outs: list[TType]) -> int:
     conv, pool = split_nodes(node)
     mid = _infer_mid(conv, ins)
-    return (
-        get_op("conv2d").macs(conv, ins[:-8], [mid])
-        + get_op("rnnpool").macs(  # type: ignore[misc]
-            pool, [mid, *ins[-8:]], outs
-        )
-    )
+    conv_macs = get_op("conv2d").macs(conv, ins[:-8], [mid])  # type: ignore[misc]
+    return conv_macs + get_op("rnnpool").macs(pool, [mid, *ins[-8:]], outs)  # type: ignore[misc]
 
 
 def _infer_mid(conv: Node, ins: list[TType]) -> TType:
+    """The type of the convolution output the fused step never materializes."""
     mid = get_op("conv2d").infer(conv, ins[:-8], [None] * (len(ins) - 8))
     assert mid is not None
     return mid[0]

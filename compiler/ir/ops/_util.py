@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.ir.graph import Node
 from compiler.ir.registry import TType
 
 
 def same(types: list[TType]) -> list[TType]:
     """Output has the first input's type (unary elementwise ops)."""
     return [types[0]]
+
+
+def norm_axes(axes: list[int], rank: int) -> list[int]:
+    return sorted(a % rank for a in axes)
+
+
+def infer_reduce(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    """The output type of a reduction over `axes` (keepdims leaves them as 1)."""
+    rank = len(t[0].shape)
+    axes = norm_axes(node.attrs["axes"], rank)  # type: ignore[arg-type]
+    keep = bool(node.attrs["keepdims"])
+    shape = [1 if i in axes else d for i, d in enumerate(t[0].shape) if keep or i not in axes]
+    return [TType(tuple(shape), t[0].dtype)]
 
 
 def to_nhwc(x: np.ndarray, layout: str) -> np.ndarray:

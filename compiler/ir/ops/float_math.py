@@ -8,7 +8,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Node
-from compiler.ir.ops._util import permute_sorted_axes, same
+from compiler.ir.ops._util import infer_reduce, permute_sorted_axes, same
 from compiler.ir.registry import NOT_QUANTIZED, AttrSpec, TType, op
 
 
@@ -47,14 +47,6 @@ def sqrt(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.sqrt(x[0].astype(np.float64)).astype(np.float32)]
 
 
-def _infer_reduce(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
-    rank = len(t[0].shape)
-    axes = sorted(a % rank for a in node.attrs["axes"])  # type: ignore[attr-defined]
-    keep = bool(node.attrs["keepdims"])
-    shape = [1 if i in axes else d for i, d in enumerate(t[0].shape) if keep or i not in axes]
-    return [TType(tuple(shape), t[0].dtype)]
-
-
 REDUCE_ATTRS = {"axes": AttrSpec("ints"), "keepdims": AttrSpec("int", 1, (0, 1))}
 
 
@@ -66,7 +58,7 @@ def _reduce(node: Node, x: np.ndarray, fn) -> np.ndarray:  # type: ignore[no-unt
 @op(
     "reduce_sum",
     attrs=REDUCE_ATTRS,
-    infer=_infer_reduce,
+    infer=infer_reduce,
     layout="axis",
     memory="own",
     quant=NOT_QUANTIZED,
@@ -80,7 +72,7 @@ def reduce_sum(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
 @op(
     "reduce_l2",
     attrs=REDUCE_ATTRS,
-    infer=_infer_reduce,
+    infer=infer_reduce,
     layout="axis",
     memory="own",
     quant=NOT_QUANTIZED,

@@ -16,7 +16,9 @@ from compiler.ir.ops._qutil import finish, same_params, scale_zp
 from compiler.ir.ops._util import (
     from_nhwc,
     hwc_dims,
+    infer_reduce,
     make_shape,
+    norm_axes,
     out_size,
     permute_sorted_axes,
     to_nhwc,
@@ -145,22 +147,10 @@ def global_avg_pool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0].mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)]
 
 
-def _norm_axes(axes: list[int], rank: int) -> list[int]:
-    return sorted(a % rank for a in axes)
-
-
-def _infer_mean(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
-    rank = len(t[0].shape)
-    axes = _norm_axes(node.attrs["axes"], rank)  # type: ignore[arg-type]
-    keep = bool(node.attrs["keepdims"])
-    shape = [1 if i in axes else d for i, d in enumerate(t[0].shape) if keep or i not in axes]
-    return [TType(tuple(shape), t[0].dtype)]
-
-
 @op(
     "reduce_mean",
     attrs={"axes": AttrSpec("ints"), "keepdims": AttrSpec("int", 1, (0, 1))},
-    infer=_infer_mean,
+    infer=infer_reduce,
     layout="axis",
     memory="own",
     quant=CALIBRATED,
@@ -168,7 +158,7 @@ def _infer_mean(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[
     permute_attrs=permute_sorted_axes,
 )
 def reduce_mean(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
-    axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
+    axes = tuple(norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
     y = x[0].mean(axis=axes, keepdims=bool(node.attrs["keepdims"]), dtype=np.float64)
     return [np.asarray(y, np.float32)]
 
@@ -221,7 +211,7 @@ class MeanParams:
 def _mean_axes(node: Node, rank: int) -> tuple[int, ...]:
     if node.op == "global_avg_pool":
         return (2, 3) if node.attrs["layout"] == "NCHW" else (1, 2)
-    return tuple(_norm_axes(node.attrs["axes"], rank))  # type: ignore[arg-type]
+    return tuple(norm_axes(node.attrs["axes"], rank))  # type: ignore[arg-type]
 
 
 def mean_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> MeanParams:
@@ -396,7 +386,7 @@ lowering("reduce_mean", "portable", applies=_mean_applies)(_mean_portable)
 @op(
     "reduce_max",
     attrs={"axes": AttrSpec("ints"), "keepdims": AttrSpec("int", 1, (0, 1))},
-    infer=_infer_mean,
+    infer=infer_reduce,
     dtypes=("f32", "i8", "i16"),
     layout="axis",
     memory="own",
@@ -407,7 +397,7 @@ lowering("reduce_mean", "portable", applies=_mean_applies)(_mean_portable)
 def reduce_max(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """The maximum over `axes` (S3FD's max-out background class: a ReduceMax over a slice of
     the class channels)."""
-    axes = tuple(_norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
+    axes = tuple(norm_axes(node.attrs["axes"], x[0].ndim))  # type: ignore[arg-type]
     return [np.max(x[0], axis=axes, keepdims=bool(node.attrs["keepdims"]))]
 
 
@@ -422,7 +412,7 @@ def reduce_max_int(
 
 def _max_last_axis(graph: Graph, node: Node) -> bool:
     rank = len(graph.tensors[node.inputs[0]].shape)
-    return _norm_axes(node.attrs["axes"], rank) == [rank - 1]  # type: ignore[arg-type]
+    return norm_axes(node.attrs["axes"], rank) == [rank - 1]  # type: ignore[arg-type]
 
 
 @lowering("reduce_max", "portable", applies=_max_last_axis)

@@ -10,7 +10,7 @@ import re
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import C_TYPES, CodegenError, Lowered
-from compiler.ir.registry import Rule, get_op, select_rule
+from compiler.ir.registry import get_op, select_rule
 from compiler.passes.plan import Plan, scratch_name
 
 
@@ -106,9 +106,6 @@ class Backend:
         r = self.plan.placed_in.get(name)
         return "arena" if r is None else f"{self.prefix}_arena_{self.regions[r - 1].lower()}"
 
-    def rule(self, node: Node) -> Rule:
-        return select_rule(self.graph, node, self.backend)
-
     def lower(self, index: int, node: Node) -> Lowered:
         self.index, self.node, self.name = index, node, f"{self.prefix}_n{index}"
-        return self.rule(node).emit(self, node)
+        return select_rule(self.graph, node, self.backend).emit(self, node)

@@ -76,10 +76,6 @@ class LowerCtx(Protocol):
         """A portable kernel call (its runtime/c sources come from the op's facts)."""
         ...
 
-    def use_library(self, name: str) -> None:
-        """The output links an external library (CMSIS-NN)."""
-        ...
-
     def replace(self, const: str) -> None:
         """The kernel reads this constant from a table of its own in another layout."""
         ...

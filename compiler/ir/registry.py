@@ -89,7 +89,8 @@ class OpDef:
     outputs: tuple[int, int] = (1, 1)
     # input dtypes the float reference accepts (integer ops come with quantization)
     dtypes: tuple[str, ...] = ("f32",)
-    # ops whose `layout` attribute says how their 4-D input is laid out
+    # spatial ops: a `layout` attribute says how their 4-D input is laid out (derived from the
+    # layout rule, never declared)
     layout_sensitive: bool = False
     doc: str = field(default="")
     run_int: RunIntFn | None = None
@@ -152,7 +153,6 @@ def op(
     outputs: tuple[int, int] = (1, 1),
     infer: InferFn,
     dtypes: Sequence[str] = ("f32",),
-    layout_sensitive: bool = False,
     macs: Callable[[Node, list[TType], list[TType]], int] | None = None,
     layout: str,
     memory: str,
@@ -168,8 +168,7 @@ def op(
         raise RuntimeError(f"op {name!r}: layout rule {layout!r} not one of {LAYOUT_RULES}")
     if memory not in MEMORY:
         raise RuntimeError(f"op {name!r}: memory {memory!r} not one of {MEMORY}")
-    if (layout == "spatial") != layout_sensitive:
-        raise RuntimeError(f"op {name!r}: the spatial layout rule is for layout-sensitive ops")
+    layout_sensitive = layout == "spatial"  # it has a `layout` attribute saying NCHW or NHWC
 
     def register(run: RunFn) -> RunFn:
         if name in _REGISTRY:

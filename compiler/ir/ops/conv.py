@@ -72,7 +72,6 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
     attrs=CONV_ATTRS,
     inputs=(2, 3),
     infer=_infer,
-    layout_sensitive=True,
     macs=lambda n, i, o: int(np.prod(o[0].shape)) * int(np.prod(i[1].shape[1:])),
     layout="spatial",
     memory="own",

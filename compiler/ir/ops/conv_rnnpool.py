@@ -136,7 +136,6 @@ def overwrite_is_safe(graph: Graph, node: Node) -> bool:
     inputs=(10, 11),
     infer=_infer,
     dtypes=("f32", "i8", "i16"),
-    layout_sensitive=True,
     macs=_macs,
     layout="spatial",
     memory="own",

@@ -55,29 +55,24 @@ def _reduce(node: Node, x: np.ndarray, fn) -> np.ndarray:  # type: ignore[no-unt
     return np.asarray(fn(x.astype(np.float64), axes, bool(node.attrs["keepdims"])), np.float32)
 
 
-@op(
-    "reduce_sum",
-    attrs=REDUCE_ATTRS,
-    infer=infer_reduce,
-    layout="axis",
-    memory="own",
-    quant=NOT_QUANTIZED,
-    kernels=(),
-    permute_attrs=permute_sorted_axes,
-)
-def reduce_sum(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
-    return [_reduce(node, x[0], lambda v, a, k: v.sum(axis=a, keepdims=k))]
+def _reduction(name: str, fn) -> None:  # type: ignore[no-untyped-def]
+    """A float-only reduction over `axes` (fn(values, axes, keepdims), in float64)."""
+
+    def run(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+        return [_reduce(node, x[0], fn)]
+
+    run.__doc__ = f"{name} over axes (float only, inside patterns canonicalize folds)"
+    op(
+        name,
+        attrs=REDUCE_ATTRS,
+        infer=infer_reduce,
+        layout="axis",
+        memory="own",
+        quant=NOT_QUANTIZED,
+        kernels=(),
+        permute_attrs=permute_sorted_axes,
+    )(run)
 
 
-@op(
-    "reduce_l2",
-    attrs=REDUCE_ATTRS,
-    infer=infer_reduce,
-    layout="axis",
-    memory="own",
-    quant=NOT_QUANTIZED,
-    kernels=(),
-    permute_attrs=permute_sorted_axes,
-)
-def reduce_l2(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
-    return [_reduce(node, x[0], lambda v, a, k: np.sqrt((v * v).sum(axis=a, keepdims=k)))]
+_reduction("reduce_sum", lambda v, a, k: v.sum(axis=a, keepdims=k))
+_reduction("reduce_l2", lambda v, a, k: np.sqrt((v * v).sum(axis=a, keepdims=k)))

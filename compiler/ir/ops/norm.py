@@ -28,7 +28,6 @@ def _infer(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType
     attrs={"epsilon": AttrSpec("float", 1e-5)},
     inputs=(5, 5),
     infer=_infer,
-    layout_sensitive=True,
     layout="spatial",
     memory="own",
     quant=NOT_QUANTIZED,

@@ -76,7 +76,6 @@ def _padded(x: np.ndarray, node: Node, fill: float) -> tuple[np.ndarray, tuple[i
     "max_pool2d",
     attrs={**POOL_ATTRS, "dilation": AttrSpec("ints", [1, 1])},
     infer=_infer_pool,
-    layout_sensitive=True,
     layout="spatial",
     memory="own",
     quant=SAME,
@@ -95,7 +94,6 @@ def max_pool2d(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     "avg_pool2d",
     attrs={**POOL_ATTRS, "count_include_pad": AttrSpec("int", 0, (0, 1))},
     infer=_infer_pool,
-    layout_sensitive=True,
     layout="spatial",
     memory="own",
     quant=SAME,
@@ -136,7 +134,6 @@ def _infer_gap(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[T
 @op(
     "global_avg_pool",
     infer=_infer_gap,
-    layout_sensitive=True,
     layout="spatial",
     memory="own",
     quant=CALIBRATED,

@@ -38,7 +38,6 @@ def _infer_nearest(node: Node, t: list[TType], v: list[np.ndarray | None]) -> li
     "resize_nearest",
     attrs={"scale": AttrSpec("ints")},  # integer upscale factors [h, w]
     infer=_infer_nearest,
-    layout_sensitive=True,
     dtypes=ANY,
     layout="spatial",
     memory="own",
@@ -125,7 +124,6 @@ def _lerp_axis(x: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
         "coord": AttrSpec("str", "half_pixel", COORD_MODES),
     },
     infer=_infer_bilinear,
-    layout_sensitive=True,
     macs=lambda n, i, o: 4 * int(np.prod(o[0].shape)),
     layout="spatial",
     memory="own",

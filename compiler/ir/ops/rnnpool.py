@@ -158,7 +158,6 @@ def rnnpool_nhwc(
     attrs=RNNPOOL_ATTRS,
     inputs=(9, 9),
     infer=_infer,
-    layout_sensitive=True,
     macs=_macs,
     layout="spatial",
     memory="own",

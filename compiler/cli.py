@@ -108,7 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         help="kernel backend: tvc's portable C, or CMSIS-NN where it computes the same numbers "
         "(needs CMSIS_NN_ROOT to build and run; default: %(default)s)",
     )
-
+    comp.add_argument(
+        "--optimize",
+        default="speed",
+        choices=("speed", "size"),
+        help="speed: per-layer specialized kernels (shape constants compiled in, more flash); "
+        "size: the shared kernels only (default: %(default)s)",
+    )
     comp.add_argument(
         "--input-in-arena",
         action="store_true",
@@ -268,6 +274,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         flash=args.flash,
         input_shapes=parse_input_shapes(args.input_shape),
         kernels=args.kernels,
+        optimize=args.optimize,
         input_in_arena=args.input_in_arena,
         progress=sys.stderr.isatty(),
     )

@@ -21,6 +21,7 @@ from compiler.ir.graph import Graph
 from compiler.ir.lowering import BACKENDS
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify, verify_lowerable, verify_quantized
+from compiler.passes.dead_channels import eliminate_dead_channels
 from compiler.passes.manager import STAGES as FLOAT_STAGES
 from compiler.passes.manager import run_passes
 from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena, verify_plan
@@ -56,6 +57,7 @@ class CompileOptions:
     flash: str | None = None
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     kernels: str = "portable"
+    optimize: str = "speed"  # speed: per-layer specialized kernels; size: shared kernels only
     progress: bool = False
     input_in_arena: bool = False
 
@@ -100,7 +102,8 @@ def quantize(
     return q, evaluate(graph, q, val), details
 
 
-STAGES = (*FLOAT_STAGES, "quantize", "schedule", "plan")
+OPTIMIZE = ("speed", "size")
+STAGES = (*FLOAT_STAGES, "quantize", "optimize", "schedule", "plan")
 
 
 @dataclass
@@ -121,10 +124,11 @@ class Staged:
 
 
 def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
-    """The declared pipeline: frontend → canonicalize → layout → quantize → schedule → plan,
-    each stage checked by its verifier (passes.manager for the float stages; after quantize
-    every activation is integer with parameters; before planning every op has a lowering
-    rule for the backend; after planning no two live buffers overlap)."""
+    """The declared pipeline: frontend → canonicalize → layout → quantize → optimize →
+    schedule → plan, each stage checked by its verifier (passes.manager for the float stages;
+    after quantize and optimize every activation is integer with parameters; before planning
+    every op has a lowering rule for the backend; after planning no two live buffers
+    overlap)."""
     if after not in STAGES:
         raise UsageError(f"unknown stage {after!r}; stages: {', '.join(STAGES)}")
     float_after = after if after in FLOAT_STAGES else FLOAT_STAGES[-1]
@@ -138,8 +142,17 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
     staged = Staged(q, "quantize", accuracy, details, quantized=q)
     if after == "quantize":
         return staged
+    # exact rewrites that use every weight: constant channels folded into their consumers
+    q = eliminate_dead_channels(q)
+    verify(q, "optimize")
+    verify_quantized(q)
+    staged.graph, staged.stage, staged.quantized = q, "optimize", q
+    if after == "optimize":
+        return staged
     if opts.kernels not in BACKENDS:
         raise UsageError(f"--kernels {opts.kernels!r}: choose {' or '.join(BACKENDS)}")
+    if opts.optimize not in OPTIMIZE:
+        raise UsageError(f"--optimize {opts.optimize!r}: choose {' or '.join(OPTIMIZE)}")
     q = schedule(q)
     verify(q, "schedule")
     staged.graph, staged.stage = q, "schedule"
@@ -217,8 +230,10 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         regions,
         opts.kernels,
         scratch,
+        opts.optimize,
     )
     report["kernels"] = opts.kernels
+    report["optimize"] = opts.optimize
     report["ram"]["regions"] = {  # type: ignore[index]
         r.name: {"arena_bytes": sz, "size_bytes": r.size, "section": r.section}
         for r, sz in zip(extras, plan.region_sizes, strict=False)

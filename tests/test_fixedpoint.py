@@ -73,3 +73,73 @@ def test_seedot_int16_pointwise_table_tracks_the_function() -> None:
     # int8 is exact per code: the function rounded to Q0.7, saturated at 127/128
     want = np.clip(np.tanh(np.arange(-128, 128) / 32), -1.0, 127 / 128)
     assert np.abs(y8 / 128 - want).max() <= 0.5 / 128 + 1e-6
+
+
+def test_precomputed_requantization_equals_mbqm_plus_zero_point() -> None:
+    """tvc_rqc's one multiply-accumulate is TFLite's double rounding exactly, over random and
+    edge accumulators, every right shift it takes, the smallest multiplier (2^30) and any zp."""
+    rng = np.random.default_rng(3)
+    edges = np.array([0, 1, -1, 2, -2, 2**31 - 1, -(2**31), 2**30, -(2**30)], np.int64)
+    for e in range(1, fx.RQC_MAX_SHIFT + 1):
+        mults = np.array([2**30, 2**31 - 1, *rng.integers(2**30, 2**31, 6)], np.int64)
+        for zp in (-128, -5, 0, 127):
+            rows = fx.requant_constants(mults, np.full(mults.size, -e), zp)
+            assert rows is not None
+            acc = np.concatenate([edges, rng.integers(-(2**31), 2**31, 300)])
+            acc = np.concatenate([acc, rng.integers(-(2**e) * 4, 2**e * 4, 300)])
+            want = fx.mbqm(acc[:, None], mults[None, :], -e) + zp
+            got = fx.apply_requant_constants(acc[:, None], rows)
+            np.testing.assert_array_equal(got, want, err_msg=f"e={e} zp={zp}")
+    assert fx.requant_constants(np.array([2**30]), np.array([0]), 0) is None  # no right shift
+    assert fx.requant_constants(np.array([2**30]), np.array([-23]), 0) is None
+
+
+def _near_ties(m: int, e: int, rng: np.random.Generator) -> np.ndarray:
+    """Accumulators within a few units of a rounding tie of acc * m / 2^(31+e), both signs:
+    where double rounding and a single rounding part ways."""
+    t = rng.integers(-1000, 1000, 40)
+    centre = np.round((t + 0.5) * 2.0 ** (31 + e) / m).astype(np.int64)
+    acc = (centre[:, None] + np.arange(-2, 3)[None, :]).reshape(-1)
+    return acc[(acc >= -(2**31)) & (acc < 2**31)]
+
+
+def test_c_requantization_equals_mbqm_at_the_ties(tmp_path) -> None:
+    """tvc_rqc in C (runtime/c/tvc_common.h, compiled with the host gcc) against TFLite's
+    double rounding, on accumulators at the rounding ties where a wrong sign term shows."""
+    import subprocess
+
+    from compiler.codegen.emit import RUNTIME
+    from compiler.tools.host import find_cc
+
+    rng = np.random.default_rng(8)
+    cases = []
+    for e in (1, 2, 5, 9, 14, 22):
+        for m in (2**30, int(rng.integers(2**30, 2**31)), 2**31 - 1):
+            for zp in (-128, 3):
+                rows = fx.requant_constants(np.array([m]), np.array([-e]), zp)
+                assert rows is not None
+                accs = np.concatenate([_near_ties(m, e, rng), [-1, 0, 1, -(2**31), 2**31 - 1]])
+                want = fx.mbqm(accs, m, -e) + zp
+                np.testing.assert_array_equal(
+                    fx.apply_requant_constants(accs[:, None], rows), want[:, None]
+                )
+                cases += [(*rows[0], int(a), int(w)) for a, w in zip(accs, want, strict=True)]
+    lines = ",\n".join("{" + ", ".join(str(int(v)) for v in c) + "}" for c in cases)
+    (tmp_path / "t.c").write_text(
+        '#include <stdio.h>\n#include "tvc_common.h"\n'
+        f"static const long long cases[][6] = {{\n{lines}\n}};\n"
+        "int main(void) {\n    int bad = 0;\n"
+        "    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i) {\n"
+        "        const int32_t c[4] = {(int32_t)cases[i][0], (int32_t)cases[i][1],\n"
+        "                              (int32_t)cases[i][2], (int32_t)cases[i][3]};\n"
+        "        bad += tvc_rqc(c, (int32_t)cases[i][4]) != cases[i][5];\n    }\n"
+        '    printf("%d %u\\n", bad, (unsigned)(sizeof cases / sizeof cases[0]));\n'
+        "    return 0;\n}\n"
+    )
+    exe = tmp_path / "t"
+    subprocess.run(
+        [find_cc(), "-O2", "-std=c99", "-I", str(RUNTIME), str(tmp_path / "t.c"), "-o", str(exe)],
+        check=True,
+    )
+    bad, n = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert int(n) == len(cases) > 3000 and int(bad) == 0

@@ -2,7 +2,8 @@
 depthwise and dense paths (channel counts that are not multiples of four, odd output counts,
 strides, asymmetric padding, dilation, channel multipliers, edge windows), bit-exact with the
 integer interpreter and with the host build of the same C (which takes the plain C paths), for
-affine int8 and SeeDot int16 (SMLALD)."""
+affine int8 and SeeDot int16 (SMLALD); for affine int8 both with the per-layer specialized
+kernels (--optimize speed) and with the shared ones only (--optimize size)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class KernelShapes(nn.Module):
             relu(),
             nn.Conv2d(20, 60, 3, padding=1, groups=20),  # multiplier 3: lanes across channels
             nn.Conv2d(60, 16, 3, padding=(1, 0), stride=(1, 2)),  # asymmetric stride/padding
+            nn.Conv2d(16, 16, 3, padding=1),  # whole-four windows with padded borders
+            relu(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16),  # (specialized depthwise, 16 channels)
         )
         self.fc = nn.Linear(16 * 4 * 1, 7)  # in 64, out 7: pairs plus one
 
@@ -70,10 +74,21 @@ class DenseTail(nn.Module):
 CASES = {"kernel_shapes": (KernelShapes, (1, 5, 15, 13)), "dense_tail": (DenseTail, (1, 13))}
 
 
-@pytest.mark.parametrize(("quant", "bits"), [("affine", "8"), ("seedot", "16")])
+# --optimize speed gives affine int8 layers kernels of their own (runtime/c/tvc_special.h);
+# size keeps the shared kernels: both are checked on every case
+SPECIAL = {
+    "kernel_shapes": ("tvc_conv16_layer", "tvc_dw3x3_layer", "tvc_dense16_layer"),
+    "dense_tail": ("tvc_dense16_layer",),
+}
+
+
+@pytest.mark.parametrize(
+    ("quant", "bits", "optimize"),
+    [("affine", "8", "speed"), ("affine", "8", "size"), ("seedot", "16", "speed")],
+)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_dsp_paths_are_bit_exact_on_the_m4(
-    tmp_path: Path, name: str, quant: str, bits: str
+    tmp_path: Path, name: str, quant: str, bits: str, optimize: str
 ) -> None:
     cls, shape = CASES[name]
     torch.manual_seed(3)
@@ -90,8 +105,13 @@ def test_dsp_paths_are_bit_exact_on_the_m4(
             calib="random",
             quant=quant,
             bits=bits,
+            optimize=optimize,
         )
     )[0]
+    code = "".join(p.read_text() for p in out.glob("*.c"))
+    special = quant == "affine" and optimize == "speed"
+    for kernel in SPECIAL[name]:  # the specialized kernels run exactly where they should
+        assert (f"{kernel}(" in code) == special, kernel
     graph = load_model(out)
     rng = np.random.default_rng(9)
     samples = [

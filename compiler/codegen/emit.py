@@ -90,10 +90,11 @@ def emit_c(
     regions: tuple[tuple[str, str], ...] = (),
     kernels: str = "portable",
     scratch: dict[int, int] | None = None,
+    optimize: str = "speed",
 ) -> Generated:
     """`regions`: (name, linker section) of the board's extra RAM regions the plan may use;
     `kernels`: "portable" or "cmsis-nn" (with the plan's `scratch` buffers per node)."""
-    low = Backend(graph, plan, name, kernels, tuple(r for r, _ in regions), scratch)
+    low = Backend(graph, plan, name, kernels, tuple(r for r, _ in regions), scratch, optimize)
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []
@@ -197,6 +198,8 @@ def emit_c(
         f"{name}.cmake": env.get_template("model.cmake.j2").render(ctx),
         "tvc_common.h": (RUNTIME / "tvc_common.h").read_text(),
     }
+    if "TVC_SPECIAL" in low.features:  # per-layer specialized kernels (--optimize speed)
+        files["tvc_special.h"] = (RUNTIME / "tvc_special.h").read_text()
     for f in kernel_files:
         files[f] = (RUNTIME / f).read_text()
     return Generated(files, sources, weights_bytes)

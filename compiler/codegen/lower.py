@@ -42,11 +42,13 @@ class Backend:
         backend: str = "portable",
         regions: tuple[str, ...] = (),
         scratch: dict[int, int] | None = None,
+        optimize: str = "speed",
     ) -> None:
         self.graph = graph
         self.plan = plan
         self.prefix = prefix
         self.backend = backend
+        self.optimize = optimize  # "speed": rules may emit per-layer specialized kernels
         self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self._scratch = scratch or {}
         self.weight_symbols: dict[str, str] = {}

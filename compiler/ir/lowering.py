@@ -61,6 +61,7 @@ class LowerCtx(Protocol):
     graph: Graph
     index: int  # the node's step in the schedule
     name: str  # a C identifier unique to this node (prefix + step)
+    optimize: str  # "speed" (per-layer specialized kernels where they pay) or "size"
 
     def ptr(self, tensor: str, const: bool = True) -> str:
         """A C expression for where the tensor's data lives (arena, flash or caller)."""

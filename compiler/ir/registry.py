@@ -145,6 +145,47 @@ class Rule:
 _REGISTRY: dict[str, OpDef] = {}
 
 
+@dataclass(frozen=True)
+class ChannelRule:
+    """How an op takes part in exact dead-channel elimination (passes/dead_channels).
+
+    `kind(graph, node)` says how the node's channels (last axis, NHWC) relate:
+    - "map": output channel k is a function of channel k of each input alone, the same at every
+      pixel (elementwise ops on equal shapes, pools, depthwise with multiplier 1);
+    - "concat": channels of the inputs placed one after another;
+    - "flatten": [N,1,1,C] -> [N,C], channel k stays k;
+    - "mix": every output channel reads every input channel (conv groups 1, dense): constant
+      input channels are folded into the bias, all-zero weight rows make constant outputs;
+    - None: a barrier (constant channels stop here and are kept).
+    `dead(graph, node)`: output channels constant whatever the input (all-zero weights).
+    `foldable(graph, node, consts)`: of the constant input channels {k: value}, those the op
+    can drop exactly by moving their contribution into its bias ("mix" only).
+    `rewrite(graph, node, folded, drop_in, drop_out)`: drop the channels in place (weights,
+    bias, per-channel parameters); `folded` holds the values of dropped constant inputs.
+    """
+
+    kind: Callable[[Graph, Node], str | None]
+    dead: Callable[[Graph, Node], set[int]] | None = None
+    foldable: Callable[[Graph, Node, dict[int, int]], set[int]] | None = None
+    rewrite: Callable[[Graph, Node, dict[int, int], set[int], set[int]], None] | None = None
+
+
+_CHANNEL_RULES: dict[str, ChannelRule] = {}
+
+
+def channel_rule(name: str, rule: ChannelRule) -> None:
+    """Declare how op `name` takes part in dead-channel elimination, beside the op."""
+    if name not in _REGISTRY:
+        raise RuntimeError(f"channel rule for unknown op {name!r}")
+    if name in _CHANNEL_RULES:
+        raise RuntimeError(f"channel rule of {name!r} defined twice")
+    _CHANNEL_RULES[name] = rule
+
+
+def get_channel_rule(name: str) -> ChannelRule | None:
+    return _CHANNEL_RULES.get(name)
+
+
 def op(
     name: str,
     *,

@@ -98,6 +98,42 @@ def mbqm(x: np.ndarray, mult: np.ndarray | int, shift: np.ndarray | int) -> np.n
     return rdbpot(srdhm(wrap32(np.asarray(x, np.int64) << left), mult), right)
 
 
+RQC_MAX_SHIFT = 22  # beyond it zp * 2^(31+e) with the product could leave int64
+
+
+def requant_constants(mult: np.ndarray, shift: np.ndarray, zp: int) -> np.ndarray | None:
+    """mbqm(acc, mult, shift) + zp as one multiply-accumulate, per channel: rows of (mult,
+    e - 1, low word, high word of add), where e = -shift and add = 2^30 + 2^(30+e) + zp*2^(31+e).
+    None unless every shift is a right shift by 1..22.
+
+    Why it is exact: mbqm is h = floor((acc*m + 2^30) / 2^31), then h / 2^e rounded half away
+    from zero = floor((h + 2^(e-1) - [h < 0]) / 2^e). Nested floors of integer quotients are
+    one floor: floor((acc*m + 2^30 + (2^(e-1) - [h < 0]) * 2^31) / 2^(31+e)); adding zp is
+    adding zp * 2^(31+e) inside. [h < 0] may be replaced by [acc < 0]: they differ only when
+    h = 0, where both choices give 0. Dividing by 2^(31+e) is taking the high word and shifting
+    it by e - 1. |acc*m| < 2^62 and |add| < 2^61 for e <= 22, so the sum fits int64."""
+    m = np.asarray(mult, np.int64)
+    e = -np.asarray(shift, np.int64)
+    if m.size == 0 or e.min() < 1 or e.max() > RQC_MAX_SHIFT:
+        return None
+    add = [(1 << 30) + (1 << (30 + int(k))) + int(zp) * (1 << (31 + int(k))) for k in e]
+    lo = [a & 0xFFFFFFFF for a in add]
+    hi = [a >> 32 for a in add]
+    rows = np.stack([m, e - 1, np.array(lo, np.int64), np.array(hi, np.int64)], axis=1)
+    rows[:, 2] = np.where(rows[:, 2] >= 1 << 31, rows[:, 2] - (1 << 32), rows[:, 2])
+    return rows  # int32 values, as the C table holds them
+
+
+def apply_requant_constants(acc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """What tvc_rqc computes in C (numpy model, exact in Python integers), for tests."""
+    a = np.asarray(acc, np.int64)
+    m, s = rows[:, 0], rows[:, 1]
+    add = (rows[:, 3].astype(object) << 32) + (rows[:, 2].astype(np.int64) & 0xFFFFFFFF)
+    v = a.astype(object) * m.astype(object) + add - (a < 0).astype(object) * (1 << 31)
+    hi = np.array([int(x) >> 32 for x in np.ravel(v)], np.int64).reshape(np.shape(v))
+    return hi >> s
+
+
 def mbqm_gt_one(x: np.ndarray, mult: int, left_shift: int) -> np.ndarray:
     """MultiplyByQuantizedMultiplierGreaterThanOne."""
     return srdhm(wrap32(np.asarray(x, np.int64) << left_shift), mult)

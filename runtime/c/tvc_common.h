@@ -99,6 +99,20 @@ static inline int32_t tvc_mbqm(int32_t x, int32_t mult, int32_t shift) {
     return (t >> -shift) + ((t >> (-shift - 1)) & 1);
 }
 
+/* TFLite's requantization plus the output zero point, precomputed per output channel at
+ * compile time where the shift is a right shift by e in 1..22: with
+ *     add = 2^30 + 2^(30+e) + zp * 2^(31+e),
+ *     mbqm(acc, mult, -e) + zp == hi32(acc * mult + add - [acc < 0] * 2^31) >> (e - 1)
+ * exactly (both roundings are floors of one sum; derivation in compiler/ir/ops/conv.py). One
+ * SMLAL instead of MultiplyByQuantizedMultiplier's two rounding steps. c: mult, e - 1, and add
+ * as two words (low, high). */
+static inline int32_t tvc_rqc(const int32_t *c, int32_t acc) {
+    int64_t v = (int64_t)(((uint64_t)(uint32_t)c[3] << 32) | (uint32_t)c[2]);
+    v += (int64_t)acc * c[0];
+    v -= (int64_t)((uint32_t)acc >> 31) << 31;
+    return (int32_t)(v >> 32) >> c[1];
+}
+
 /* SeeDot: v * 2^-shift, rounding half up for right shifts */
 static inline int64_t tvc_shift_round(int64_t v, int32_t shift) {
     if (shift > 0) {
@@ -196,6 +210,8 @@ typedef struct {
     int32_t requant;
     const int32_t *mult;  /* TVC_RQ_MULT: per output channel */
     const int32_t *shift; /* TVC_RQ_MULT: per output channel; TVC_RQ_POW2: shift[0] */
+    const int32_t *rqc;   /* TVC_RQ_MULT with every shift in -22..-1: tvc_rqc's four words per
+                             output channel, computed at compile time (else 0) */
 } tvc_conv_t;
 
 typedef struct {

@@ -6,11 +6,11 @@
  * through p after each store would reload every field */
 typedef struct {
     int32_t kind, out_zp, lo, hi;
-    const int32_t *mult, *shift;
+    const int32_t *mult, *shift, *rqc;
 } tvc_rq_t;
 
 static inline tvc_rq_t tvc_rq_of(const tvc_conv_t *p) {
-    const tvc_rq_t r = {p->requant, p->out_zp, p->act_min, p->act_max, p->mult, p->shift};
+    const tvc_rq_t r = {p->requant, p->out_zp, p->act_min, p->act_max, p->mult, p->shift, p->rqc};
     return r;
 }
 
@@ -18,7 +18,9 @@ static inline tvc_rq_t tvc_rq_of(const tvc_conv_t *p) {
  * SeeDot's right shift as floor((floor(acc / 2^(s-1)) + 1) / 2), which cannot overflow */
 static inline int8_t tvc_rq_s8(const tvc_rq_t r, int32_t acc, int32_t oc) {
     int32_t v;
-    if (r.kind == TVC_RQ_MULT) {
+    if (r.rqc) { /* precomputed: one multiply-accumulate, zero point included */
+        v = tvc_rqc(r.rqc + 4 * oc, acc);
+    } else if (r.kind == TVC_RQ_MULT) {
         v = tvc_mbqm(acc, r.mult[oc], r.shift[oc]) + r.out_zp;
     } else {
         const int32_t s = r.shift[0];

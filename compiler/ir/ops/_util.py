@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.ir.graph import Node
+from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import TType
 
 
@@ -97,3 +97,19 @@ def permute_pads(attrs: dict[str, object], p: tuple[int, ...]) -> dict[str, obje
     """ONNX pads: all begins, then all ends, one per axis."""
     pads, r = list(attrs["pads"]), len(p)  # type: ignore[call-overload]
     return {**attrs, "pads": [pads[p[j]] for j in range(r)] + [pads[r + p[j]] for j in range(r)]}
+
+
+def channel_map(graph: Graph, node: Node) -> str | None:
+    """The "map" channel kind (dead-channel elimination) for ops that compute output channel k
+    from channel k of each input alone: every input an int8 activation of the output's rank
+    whose last axis (channels, NHWC) has the output's length."""
+    y = graph.tensors[node.outputs[0]]
+    if y.dtype != "i8" or len(node.outputs) != 1:
+        return None
+    for name in node.inputs:
+        t = graph.tensors[name]
+        if t.data is not None or t.dtype != "i8" or len(t.shape) != len(y.shape):
+            return None
+        if t.shape[-1] != y.shape[-1]:
+            return None
+    return "map"

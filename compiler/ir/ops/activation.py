@@ -13,12 +13,14 @@ from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct_call
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
-from compiler.ir.ops._util import permute_axis, same
+from compiler.ir.ops._util import channel_map, permute_axis, same
 from compiler.ir.registry import (
     CALIBRATED,
     NOT_QUANTIZED,
     AttrSpec,
+    ChannelRule,
     Quant,
+    channel_rule,
     get_op,
     int_ref,
     lowering,
@@ -491,3 +493,17 @@ def softmax_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
     ]
     low.stmts.append(f"arm_softmax_s8({', '.join(args)});")
     return low
+
+
+# element by element: channel k of the output reads channel k of the input alone
+for _name in (
+    "relu",
+    "clip",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "hard_sigmoid",
+    "hard_swish",
+    "gelu",
+):
+    channel_rule(_name, ChannelRule(kind=channel_map))

@@ -18,9 +18,24 @@ from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import channel_scales, clamp, pow2_exp, qp, scale_zp
 from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
-from compiler.ir.registry import AttrSpec, Quant, TType, int_ref, lowering, op, params
-from compiler.ir.tensor import Tensor
-from compiler.numerics.fixedpoint import act_bounds, mbqm, quantize_multipliers
+from compiler.ir.registry import (
+    AttrSpec,
+    ChannelRule,
+    Quant,
+    TType,
+    channel_rule,
+    int_ref,
+    lowering,
+    op,
+    params,
+)
+from compiler.ir.tensor import QParams, Tensor, const_tensor
+from compiler.numerics.fixedpoint import (
+    act_bounds,
+    mbqm,
+    quantize_multipliers,
+    requant_constants,
+)
 from compiler.numerics.pow2 import shift_round
 
 CONV_ATTRS = {
@@ -117,6 +132,9 @@ class ConvParams:
     shift: tuple[int, ...]
     depthwise: bool  # groups == input channels: per-channel windows, [KH][KW][C_out] weights
     im2col_bytes: int  # two int16 im2col columns (DSP conv kernels, CMSIS-NN convolve_s8)
+    # affine with every shift a right shift of 1..22 bits: requantization and zero point
+    # precomputed per channel (mult, e - 1, add low, add high; numerics.requant_constants)
+    rqc: tuple[int, ...] = ()
 
 
 @params("conv2d")
@@ -130,6 +148,7 @@ def conv_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> ConvParams
     s_x, z_x = scale_zp(x)
     lo, hi = act_bounds(act_range(a), s_y, z_y, y.dtype)
     e_x = pow2_exp(x)
+    rows = None
     if e_x is not None:
         shift = int(pow2_exp(y)) - (e_x + int(pow2_exp(w)))  # type: ignore[arg-type]
         mult, sh = (), ()
@@ -137,6 +156,7 @@ def conv_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> ConvParams
         shift = None
         m, s = quantize_multipliers(s_x * np.broadcast_to(channel_scales(w), (o,)) / s_y)
         mult, sh = tuple(int(v) for v in m), tuple(int(v) for v in s)
+        rows = requant_constants(m, s, z_y) if y.dtype == "i8" else None
     cols = kh * kw * cg
     g = int(a["groups"])  # type: ignore[call-overload]
     return ConvParams(
@@ -149,6 +169,7 @@ def conv_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> ConvParams
         shift=sh,
         depthwise=g > 1 and g == x.shape[3],
         im2col_bytes=2 * (cols + (-cols) % 4) * 2,
+        rqc=() if rows is None else tuple(int(v) for v in rows.reshape(-1)),
     )
 
 
@@ -206,11 +227,14 @@ def _requant_fields(low: Lowered, name: str, p: ConvParams) -> dict[str, object]
             "mult": "0",
             "shift": low.table(f"{name}_shift", "int32_t", [p.pow2_shift]),
         }
-    return {
+    fields = {
         "requant": "TVC_RQ_MULT",
         "mult": low.table(f"{name}_mult", "int32_t", np.array(p.mult, np.int64)),
         "shift": low.table(f"{name}_shift", "int32_t", np.array(p.shift, np.int64)),
     }
+    if p.rqc:
+        fields["rqc"] = low.table(f"{name}_rqc", "int32_t", np.array(p.rqc, np.int64))
+    return fields
 
 
 def conv_struct(
@@ -269,6 +293,146 @@ def _portable_scratch(graph: Graph, node: Node) -> int:
     if graph.tensors[node.inputs[0]].dtype == "i8" and node.attrs["groups"] == 1:
         return conv_params(node, *_tensors(graph, node)).im2col_bytes
     return 0
+
+
+def _dw3x3_special(graph: Graph, node: Node) -> bool:
+    """A 3x3 depthwise layer with multiplier 1, channels a multiple of 4 and precomputed
+    requantization: --optimize speed compiles its shape into a kernel of its own."""
+    a = node.attrs
+    ins, outs = _tensors(graph, node)
+    x, y = ins[0], outs[0]
+    if x.dtype != "i8" or y.dtype != "i8" or pow2_exp(x) is not None or a["layout"] != "NHWC":
+        return False
+    c = x.shape[3]
+    stride = list(a["stride"])  # type: ignore[call-overload]
+    return (
+        int(a["groups"]) == c == y.shape[3]  # type: ignore[call-overload]
+        and c % 4 == 0
+        and list(a["kernel"]) == [3, 3]  # type: ignore[call-overload]
+        and list(a["dilation"]) == [1, 1]  # type: ignore[call-overload]
+        and stride[0] == stride[1]
+        and bool(conv_params(node, ins, outs).rqc)
+    )
+
+
+def dw3x3_weights(w: np.ndarray) -> np.ndarray:
+    """Depthwise weights [C][3][3][1] as words [C/4][9 taps][2]: the int16 lanes (c0, c2) and
+    (c1, c3), which SMLABB/SMLATT multiply with SXTAB16's lanes of four input bytes."""
+    c = w.shape[0]
+    t = w.reshape(c // 4, 4, 9).transpose(0, 2, 1).astype(np.int64)  # [group][tap][lane]
+    lo, hi = t[:, :, [0, 1]], t[:, :, [2, 3]]  # (c0, c1) low halves, (c2, c3) high halves
+    words = (lo & 0xFFFF) | (hi << 16)  # [group][tap][(c0, c2), (c1, c3)]
+    return np.where(words >= 1 << 31, words - (1 << 32), words).reshape(-1)
+
+
+@lowering("conv2d", "portable", applies=_dw3x3_special)
+def conv2d_dw3x3_special(ctx: LowerCtx, node: Node) -> Lowered:
+    """The layer's own 3x3 depthwise kernel: its shape, zero point and clamp as constants, taps
+    at immediate offsets, four channels per word (runtime/c/tvc_special.h)."""
+    if ctx.optimize != "speed":
+        return conv2d_portable(ctx, node)
+    low = Lowered()
+    ins, outs = _tensors(ctx.graph, node)
+    x, w, y = ins[0], ins[1], outs[0]
+    p = conv_params(node, ins, outs)
+    _, h, wd, c = x.shape
+    _, oh, ow, _ = y.shape
+    a = node.attrs
+    assert w.data is not None
+    ctx.replace(node.inputs[1])
+    w16 = low.table(f"{ctx.name}_w16", "int32_t", dw3x3_weights(w.data))
+    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
+    if len(node.inputs) > 2:
+        bias = ctx.ptr(node.inputs[2])
+    else:
+        bias = low.table(f"{ctx.name}_bias", "int32_t", np.zeros(c, np.int64))
+    ctx.feature("TVC_SPECIAL")
+    fn = f"{ctx.name}_pixel"
+    low.decls.append(
+        f"static TVC_NOINLINE void {fn}(const int8_t *x, const int32_t *w, const int32_t *b, "
+        f"const int32_t *r, int8_t *y) {{\n"
+        f"    tvc_dw3x3_pixel(x, w, b, r, y, {c}, {wd * c}, {p.in_zp}, {p.act_min}, {p.act_max});\n"
+        f"}}"
+    )
+    pad_t, pad_l = a["pad"][0], a["pad"][1]  # type: ignore[index]
+    low.stmts.append(
+        f"tvc_dw3x3_layer({ctx.ptr(node.inputs[0])}, {w16}, {bias}, {rqc}, "
+        f"{ctx.ptr(node.outputs[0], False)}, {fn}, {h}, {wd}, {c}, {oh}, {ow}, "
+        f"{a['stride'][0]}, {pad_t}, {pad_l}, {p.in_zp}, {p.act_min}, {p.act_max});"  # type: ignore[index]
+    )
+    return low
+
+
+def _conv16_special(graph: Graph, node: Node) -> bool:
+    """A dense (groups 1) int8 convolution with precomputed requantization, no dilation and
+    equal strides: --optimize speed gives it a kernel of its own on prepacked int16 weights."""
+    a = node.attrs
+    ins, outs = _tensors(graph, node)
+    x, y = ins[0], outs[0]
+    if x.dtype != "i8" or y.dtype != "i8" or pow2_exp(x) is not None or a["layout"] != "NHWC":
+        return False
+    stride = list(a["stride"])  # type: ignore[call-overload]
+    return (
+        int(a["groups"]) == 1  # type: ignore[call-overload]
+        and list(a["dilation"]) == [1, 1]  # type: ignore[call-overload]
+        and stride[0] == stride[1]
+        and bool(conv_params(node, ins, outs).rqc)
+    )
+
+
+def conv16_weights(w: np.ndarray) -> np.ndarray:
+    """OHWI int8 weights as int16 words for tvc_conv16_pixels: per pair of output channels and
+    per four of K (KH*KW*C, zero-padded), o(k0, k2) o(k1, k3) o+1(k0, k2) o+1(k1, k3), each
+    word two int16 lanes, low first; an odd last channel is paired with zeros."""
+    o = w.shape[0]
+    k = int(np.prod(w.shape[1:]))
+    k4 = (k + 3) // 4
+    flat = np.zeros((o + o % 2, k4 * 4), np.int64)
+    flat[:o, :k] = w.reshape(o, k)
+    q = flat.reshape(-1, 2, k4, 4)  # [pair][channel][four][lane]
+    words = (q[..., [0, 1]] & 0xFFFF) | (q[..., [2, 3]] << 16)  # (k0, k2) and (k1, k3)
+    return np.ascontiguousarray(words.transpose(0, 2, 1, 3)).reshape(-1)
+
+
+@lowering("conv2d", "portable", applies=_conv16_special, scratch=_portable_scratch)
+def conv2d_conv16_special(ctx: LowerCtx, node: Node) -> Lowered:
+    """The layer's own convolution: shape, zero point and clamp as constants, the window as
+    int16 columns of two pixels, SMLAD on prepacked weights (runtime/c/tvc_special.h)."""
+    if ctx.optimize != "speed":
+        return conv2d_portable(ctx, node)
+    low = Lowered()
+    ins, outs = _tensors(ctx.graph, node)
+    x, w, y = ins[0], ins[1], outs[0]
+    p = conv_params(node, ins, outs)
+    _, h, wd, c = x.shape
+    _, oh, ow, oc = y.shape
+    kh, kw = node.attrs["kernel"]  # type: ignore[misc]
+    k4 = (kh * kw * c + 3) // 4
+    assert w.data is not None
+    ctx.replace(node.inputs[1])
+    w16 = low.table(f"{ctx.name}_w16", "int32_t", conv16_weights(w.data))
+    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
+    if len(node.inputs) > 2:
+        bias = ctx.ptr(node.inputs[2])
+    else:
+        bias = low.table(f"{ctx.name}_bias", "int32_t", np.zeros(oc, np.int64))
+    ctx.feature("TVC_SPECIAL")
+    fn = f"{ctx.name}_pixels"
+    low.decls.append(
+        f"static TVC_NOINLINE void {fn}(const int16_t *col, const int32_t *w, const int32_t *b, "
+        f"const int32_t *r, int8_t *ya, int8_t *yb) {{\n"
+        f"    tvc_conv16_pixels(col, w, b, r, ya, yb, {oc}, {k4}, {p.act_min}, {p.act_max});\n"
+        f"}}"
+    )
+    a = node.attrs
+    pad_t, pad_l = a["pad"][0], a["pad"][1]  # type: ignore[index]
+    low.stmts.append(
+        f"tvc_conv16_layer({ctx.ptr(node.inputs[0])}, {w16}, {bias}, {rqc}, "
+        f"{ctx.scratch_ptr('int16_t')}, {ctx.ptr(node.outputs[0], False)}, {fn}, {h}, {wd}, "
+        f"{c}, {oh}, {ow}, {oc}, {kh}, {kw}, {a['stride'][0]}, {pad_t}, {pad_l}, {k4}, "  # type: ignore[index]
+        f"{p.in_zp});"
+    )
+    return low
 
 
 @lowering("conv2d", "portable", scratch=_portable_scratch)
@@ -398,3 +562,118 @@ def conv2d_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
         )
     )
     return low
+
+
+# --- dead-channel elimination ----------------------------------------------------------------
+
+
+def _affine_int8(graph: Graph, node: Node) -> bool:
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    return (
+        x.dtype == "i8"
+        and y.dtype == "i8"
+        and node.attrs["layout"] == "NHWC"
+        and pow2_exp(x) is None
+        and graph.tensors[node.inputs[1]].data is not None
+        and (len(node.inputs) < 3 or graph.tensors[node.inputs[2]].data is not None)
+    )
+
+
+def _channel_kind(graph: Graph, node: Node) -> str | None:
+    if not _affine_int8(graph, node):
+        return None
+    g = int(node.attrs["groups"])  # type: ignore[call-overload]
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if g == 1:
+        return "mix"
+    return "map" if g == x.shape[3] == y.shape[3] else None
+
+
+def _dead_outputs(graph: Graph, node: Node) -> set[int]:
+    w = graph.tensors[node.inputs[1]].data
+    assert w is not None
+    return {int(o) for o in np.flatnonzero(~w.reshape(w.shape[0], -1).any(axis=1))}
+
+
+def _bias(graph: Graph, node: Node) -> np.ndarray:
+    o = graph.tensors[node.inputs[1]].shape[0]
+    if len(node.inputs) < 3:
+        return np.zeros(o, np.int64)
+    b = graph.tensors[node.inputs[2]].data
+    assert b is not None
+    return b.astype(np.int64)
+
+
+def _folded_bias(graph: Graph, node: Node, consts: dict[int, int]) -> np.ndarray:
+    """bias + sum over the constant input channels k of (c_k - zp) * (sum of w[o, :, :, k]):
+    exact where every tap of every output reads the constant (no padding) or where the constant
+    is the zero point (padding reads it too, and the product is 0)."""
+    w = graph.tensors[node.inputs[1]].data
+    assert w is not None
+    zp = scale_zp(graph.tensors[node.inputs[0]])[1]
+    taps = w.astype(np.int64).sum(axis=(1, 2))  # [O][C]
+    b = _bias(graph, node)
+    for k, c in consts.items():
+        b = b + (int(c) - zp) * taps[:, k]
+    return b
+
+
+def _foldable(graph: Graph, node: Node, consts: dict[int, int]) -> set[int]:
+    zp = scale_zp(graph.tensors[node.inputs[0]])[1]
+    unpadded = not any(node.attrs["pad"])  # type: ignore[arg-type]
+    ok = {k: c for k, c in consts.items() if c == zp or unpadded}
+    b = _folded_bias(graph, node, ok)
+    if b.min(initial=0) < -(2**31) or b.max(initial=0) >= 2**31:
+        return set()  # the folded bias would not fit int32: keep those channels
+    return set(ok)
+
+
+def _slice_qparams(t: Tensor, keep: np.ndarray) -> QParams | None:
+    q = t.qparams
+    if q is None or q.axis != 0 or len(q.scale) != t.shape[0]:
+        return q
+    return QParams(
+        tuple(q.scale[i] for i in keep), tuple(q.zero_point[i] for i in keep), q.axis, q.exp
+    )
+
+
+def _rewrite_channels(
+    graph: Graph, node: Node, folded: dict[int, int], drop_in: set[int], drop_out: set[int]
+) -> None:
+    wt = graph.tensors[node.inputs[1]]
+    w = wt.data
+    assert w is not None
+    keep_o = np.array([o for o in range(w.shape[0]) if o not in drop_out], np.int64)
+    depthwise = _channel_kind(graph, node) == "map"
+    if depthwise:  # channel k in is channel k out
+        assert drop_in == drop_out
+        b = _bias(graph, node)
+        node.attrs["groups"] = len(keep_o)
+    else:
+        assert set(folded) == drop_in
+        b = _folded_bias(graph, node, folded)
+        keep_i = np.array([k for k in range(w.shape[3]) if k not in drop_in], np.int64)
+        w = w[:, :, :, keep_i]
+    w = np.ascontiguousarray(w[keep_o])
+    new_w = const_tensor(wt.name, w, wt.layout)
+    new_w.qparams = _slice_qparams(wt, keep_o)
+    node.inputs[1] = graph.add_const(f"{wt.name}_live", new_w)
+    if len(node.inputs) > 2:
+        bt = graph.tensors[node.inputs[2]]
+        new_b = const_tensor(bt.name, b[keep_o].astype(np.int32), bt.layout)
+        new_b.qparams = _slice_qparams(bt, keep_o)
+        node.inputs[2] = graph.add_const(f"{bt.name}_live", new_b)
+    elif b.any():  # a bias of its own for the folded constants
+        s_x = scale_zp(graph.tensors[node.inputs[0]])[0]
+        s_w = np.broadcast_to(channel_scales(wt), (w.shape[0] + len(drop_out),))[keep_o]
+        new_b = const_tensor(f"{node.outputs[0]}_bias", b[keep_o].astype(np.int32))
+        new_b.qparams = QParams(tuple(float(s_x * s) for s in s_w), (0,) * len(keep_o), 0)
+        node.inputs.append(graph.add_const(f"{node.outputs[0]}_bias", new_b))
+
+
+channel_rule(
+    "conv2d",
+    ChannelRule(
+        kind=_channel_kind, dead=_dead_outputs, foldable=_foldable, rewrite=_rewrite_channels
+    ),
+)

@@ -15,12 +15,23 @@ from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, qp, scale_zp
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.ops.conv import check_bias
-from compiler.ir.registry import NOT_QUANTIZED, Quant, TType, int_ref, lowering, op, params
-from compiler.ir.tensor import Tensor
+from compiler.ir.registry import (
+    NOT_QUANTIZED,
+    ChannelRule,
+    Quant,
+    TType,
+    channel_rule,
+    int_ref,
+    lowering,
+    op,
+    params,
+)
+from compiler.ir.tensor import Tensor, const_tensor
 from compiler.numerics.fixedpoint import (
     act_bounds,
     mbqm,
     quantize_multiplier,
+    requant_constants,
     round_half_away_array,
 )
 from compiler.numerics.pow2 import shift_round
@@ -151,6 +162,86 @@ def _mantissa(value: float) -> tuple[int, int]:
     return int(m * (1 << 53)), e - 53
 
 
+def _special_rqc(graph: Graph, node: Node) -> np.ndarray | None:
+    """Affine int8 with per-tensor symmetric weights whose requantization can be precomputed:
+    the rows of tvc_rqc for every output (None where the shared kernel must run)."""
+    ins = [graph.tensors[i] for i in node.inputs]
+    y = graph.tensors[node.outputs[0]]
+    x, w = ins[0], ins[1]
+    if x.dtype != "i8" or y.dtype != "i8" or pow2_exp(x) is not None or w.data is None:
+        return None
+    if len(node.inputs) > 2 and graph.tensors[node.inputs[2]].data is None:
+        return None
+    p = dense_params(node, ins, [y])
+    if p.exact_scale or p.w_zp != 0:
+        return None
+    n = w.shape[0]
+    return requant_constants(np.full(n, p.mult), np.full(n, p.shift), p.out_zp)
+
+
+def _special_applies(graph: Graph, node: Node) -> bool:
+    return _special_rqc(graph, node) is not None
+
+
+def _special_scratch(graph: Graph, node: Node) -> int:
+    """The input row as int16 columns (K rounded up to a multiple of 4)."""
+    k = graph.tensors[node.inputs[1]].shape[1]
+    return ((k + 3) // 4) * 8
+
+
+def dense16_weights(w: np.ndarray) -> np.ndarray:
+    """[N][K] int8 weights as int16 words for tvc_dense16_row: per four output rows (zero rows
+    past N) and per four of K (zeros past K), r(k0, k2) r(k1, k3) for each of the four rows."""
+    n, k = w.shape
+    n4, k4 = (n + 3) // 4, (k + 3) // 4
+    flat = np.zeros((n4 * 4, k4 * 4), np.int64)
+    flat[:n, :k] = w
+    q = flat.reshape(n4, 4, k4, 4)  # [group][row][four][lane]
+    words = (q[..., [0, 1]] & 0xFFFF) | (q[..., [2, 3]] << 16)
+    return np.ascontiguousarray(words.transpose(0, 2, 1, 3)).reshape(-1)
+
+
+@lowering("dense", "portable", applies=_special_applies, scratch=_special_scratch)
+def dense_special(ctx: LowerCtx, node: Node) -> Lowered:
+    """The layer's own fully connected kernel (--optimize speed): shapes and clamp as
+    constants, the input row once in int16, SMLAD on prepacked weights, four rows at a time
+    (runtime/c/tvc_special.h)."""
+    if ctx.optimize != "speed":
+        return dense_portable(ctx, node)
+    low = Lowered()
+    ins = [ctx.graph.tensors[i] for i in node.inputs]
+    y = ctx.graph.tensors[node.outputs[0]]
+    x, w = ins[0], ins[1]
+    p = dense_params(node, ins, [y])
+    rows = _special_rqc(ctx.graph, node)
+    assert rows is not None and w.data is not None
+    n, k = w.shape
+    n4, k4 = (n + 3) // 4, (k + 3) // 4
+    pad = np.zeros((n4 * 4 - n, 4), np.int64)
+    ctx.replace(node.inputs[1])
+    w16 = low.table(f"{ctx.name}_w16", "int32_t", dense16_weights(w.data))
+    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.concatenate([rows, pad]).reshape(-1))
+    b = np.zeros(n4 * 4, np.int64)
+    if len(node.inputs) > 2:
+        bias_data = ins[2].data
+        assert bias_data is not None
+        b[:n] = bias_data
+        ctx.replace(node.inputs[2])
+    bias = low.table(f"{ctx.name}_bias", "int32_t", b)
+    ctx.feature("TVC_SPECIAL")
+    fn = f"{ctx.name}_row"
+    low.decls.append(
+        f"static TVC_NOINLINE void {fn}(const int16_t *col, int8_t *y) {{\n"
+        f"    tvc_dense16_row(col, {w16}, {bias}, {rqc}, y, {n}, {k4}, {p.act_min}, "
+        f"{p.act_max});\n}}"
+    )
+    low.stmts.append(
+        f"tvc_dense16_layer({ctx.ptr(node.inputs[0])}, {ctx.scratch_ptr('int16_t')}, "
+        f"{ctx.ptr(node.outputs[0], False)}, {fn}, {x.numel // k}, {k}, {n}, {k4}, {p.in_zp});"
+    )
+    return low
+
+
 @lowering("dense", "portable")
 def dense_portable(ctx: LowerCtx, node: Node) -> Lowered:
     low = Lowered()
@@ -267,3 +358,59 @@ def dense_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
         )
     )
     return low
+
+
+# --- dead-channel elimination: constant input features fold into the bias ---------------------
+
+
+def _dense_kind(graph: Graph, node: Node) -> str | None:
+    x, w = (graph.tensors[node.inputs[i]] for i in (0, 1))
+    y = graph.tensors[node.outputs[0]]
+    plain = (
+        x.dtype == y.dtype == "i8"
+        and len(x.shape) == 2
+        and pow2_exp(x) is None
+        and w.data is not None
+        and len(node.inputs) == 3
+        and graph.tensors[node.inputs[2]].data is not None
+    )
+    return "mix" if plain else None
+
+
+def _dense_folded_bias(graph: Graph, node: Node, consts: dict[int, int]) -> np.ndarray:
+    """bias + sum over constant features k of (c_k - zp_x) * (w[o, k] - zp_w)."""
+    w = graph.tensors[node.inputs[1]]
+    z_x = scale_zp(graph.tensors[node.inputs[0]])[1]
+    z_w = np.asarray(qp(w).zero_point, np.int64)
+    assert w.data is not None
+    wz = w.data.astype(np.int64) - (z_w[:, None] if z_w.size > 1 else z_w)
+    b = graph.tensors[node.inputs[2]].data.astype(np.int64)  # type: ignore[union-attr]
+    for k, c in consts.items():
+        b = b + (int(c) - z_x) * wz[:, k]
+    return b
+
+
+def _dense_foldable(graph: Graph, node: Node, consts: dict[int, int]) -> set[int]:
+    b = _dense_folded_bias(graph, node, consts)
+    return set() if b.min() < -(2**31) or b.max() >= 2**31 else set(consts)
+
+
+def _dense_rewrite(
+    graph: Graph, node: Node, folded: dict[int, int], drop_in: set[int], drop_out: set[int]
+) -> None:
+    assert set(folded) == drop_in and not drop_out
+    w, bt = graph.tensors[node.inputs[1]], graph.tensors[node.inputs[2]]
+    b = _dense_folded_bias(graph, node, folded).astype(np.int32)
+    keep = [k for k in range(w.shape[1]) if k not in drop_in]
+    assert w.data is not None
+    new_w = const_tensor(w.name, np.ascontiguousarray(w.data[:, keep]), w.layout)
+    new_w.qparams = w.qparams
+    new_b = const_tensor(bt.name, b, bt.layout)
+    new_b.qparams = bt.qparams
+    node.inputs[1] = graph.add_const(f"{w.name}_live", new_w)
+    node.inputs[2] = graph.add_const(f"{bt.name}_live", new_b)
+
+
+channel_rule(
+    "dense", ChannelRule(kind=_dense_kind, foldable=_dense_foldable, rewrite=_dense_rewrite)
+)

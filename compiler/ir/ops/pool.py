@@ -14,6 +14,7 @@ from compiler.ir.ops import _cmsis as cm
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import finish, same_params, scale_zp
 from compiler.ir.ops._util import (
+    channel_map,
     from_nhwc,
     hwc_dims,
     infer_reduce,
@@ -24,7 +25,18 @@ from compiler.ir.ops._util import (
     to_nhwc,
     windows,
 )
-from compiler.ir.registry import CALIBRATED, SAME, AttrSpec, TType, int_ref, lowering, op, params
+from compiler.ir.registry import (
+    CALIBRATED,
+    SAME,
+    AttrSpec,
+    ChannelRule,
+    TType,
+    channel_rule,
+    int_ref,
+    lowering,
+    op,
+    params,
+)
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import QRANGE, mbqm, quantize_multiplier, trunc_div, wrap32
 
@@ -427,3 +439,13 @@ def reduce_max_portable(ctx: LowerCtx, node: Node) -> Lowered:
         )
     )
     return low
+
+
+def _pool_channels(graph: Graph, node: Node) -> str | None:
+    """Pools are per channel: a constant channel stays constant (checked at every pixel by
+    passes/dead_channels, so padding that counts differently at the border is caught)."""
+    return channel_map(graph, node) if node.attrs["layout"] == "NHWC" else None
+
+
+for _pool in ("max_pool2d", "avg_pool2d", "global_avg_pool"):
+    channel_rule(_pool, ChannelRule(kind=_pool_channels))

@@ -14,7 +14,18 @@ from compiler.ir.ops._util import (
     permute_pads,
     same,
 )
-from compiler.ir.registry import NOT_QUANTIZED, SAME, AttrSpec, TType, get_op, int_ref, lowering, op
+from compiler.ir.registry import (
+    NOT_QUANTIZED,
+    SAME,
+    AttrSpec,
+    ChannelRule,
+    TType,
+    channel_rule,
+    get_op,
+    int_ref,
+    lowering,
+    op,
+)
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import round_half_away_f32
 
@@ -509,3 +520,22 @@ def permute_channels_portable(ctx: LowerCtx, node: Node) -> Lowered:
         )
     )
     return low
+
+
+def _concat_channels(graph: Graph, node: Node) -> str | None:
+    """Channels of the inputs one after another when joined on the last axis (NHWC C)."""
+    y = graph.tensors[node.outputs[0]]
+    axis = int(node.attrs["axis"]) % len(y.shape)  # type: ignore[call-overload]
+    consts = any(graph.tensors[i].data is not None for i in node.inputs)
+    return "concat" if axis == len(y.shape) - 1 and y.dtype == "i8" and not consts else None
+
+
+def _reshape_channels(graph: Graph, node: Node) -> str | None:
+    """[N, 1, 1, C] -> [N, C] (the flatten before a classifier) keeps channel k as feature k."""
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    flat = len(x.shape) == 4 and x.shape[1:3] == (1, 1) and y.shape == (x.shape[0], x.shape[3])
+    return "flatten" if flat and y.dtype == "i8" and len(node.inputs) == 1 else None
+
+
+channel_rule("concat", ChannelRule(kind=_concat_channels))
+channel_rule("reshape", ChannelRule(kind=_reshape_channels))

@@ -71,7 +71,31 @@ class DenseTail(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-CASES = {"kernel_shapes": (KernelShapes, (1, 5, 15, 13)), "dense_tail": (DenseTail, (1, 13))}
+class Winograd(nn.Module):
+    """Stride-1 3x3 convolutions for the integer Winograd path: odd output sizes (tiles cut at
+    the bottom and right), with and without padding, an odd number of output channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(4, 7, 3, padding=1),  # 9x11: partial tiles, padded borders
+            nn.ReLU(),
+            nn.Conv2d(7, 8, 1),
+            nn.Conv2d(8, 5, 3),  # no padding: 7x9
+            nn.Conv2d(5, 8, 1),
+            nn.Conv2d(8, 8, 3, padding=1),
+        )
+        self.fc = nn.Linear(8 * 7 * 9, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.body(x), 1))
+
+
+CASES = {
+    "kernel_shapes": (KernelShapes, (1, 5, 15, 13)),
+    "dense_tail": (DenseTail, (1, 13)),
+    "winograd": (Winograd, (1, 4, 9, 11)),
+}
 
 
 # --optimize speed gives affine int8 layers kernels of their own (runtime/c/tvc_special.h);
@@ -79,6 +103,7 @@ CASES = {"kernel_shapes": (KernelShapes, (1, 5, 15, 13)), "dense_tail": (DenseTa
 SPECIAL = {
     "kernel_shapes": ("tvc_conv16_layer", "tvc_dw3x3_layer", "tvc_dense16_layer"),
     "dense_tail": ("tvc_dense16_layer",),
+    "winograd": ("tvc_wino_layer", "tvc_dense16_layer"),
 }
 
 

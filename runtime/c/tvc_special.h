@@ -22,6 +22,27 @@ static inline uint32_t tvc_ssat8(int32_t v) {
 }
 #endif
 
+/* two int16 lanes added / subtracted at once (SADD16 / SSUB16; lanes never overflow here) */
+static inline int32_t tvc_sadd16(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP)
+    return __sadd16(a, b);
+#else
+    const int32_t lo = (int16_t)(uint16_t)(uint32_t)a + (int16_t)(uint16_t)(uint32_t)b;
+    const int32_t hi = (a >> 16) + (b >> 16);
+    return (int32_t)(((uint32_t)hi << 16) | (uint16_t)lo);
+#endif
+}
+
+static inline int32_t tvc_ssub16(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP)
+    return __ssub16(a, b);
+#else
+    const int32_t lo = (int16_t)(uint16_t)(uint32_t)a - (int16_t)(uint16_t)(uint32_t)b;
+    const int32_t hi = (a >> 16) - (b >> 16);
+    return (int32_t)(((uint32_t)hi << 16) | (uint16_t)lo);
+#endif
+}
+
 /* four adjacent output channels: requantized sums clamped to [lo, hi] and stored as one word
  * (SSAT to int8, then a byte-wise max and min on the packed word with SSUB8/SEL) */
 static TVC_ALWAYS_INLINE void tvc_store4_s8(int8_t *y, int32_t v0, int32_t v1, int32_t v2, int32_t v3,
@@ -415,6 +436,198 @@ static TVC_ALWAYS_INLINE void tvc_dense16_layer(const int8_t *x, int16_t *col, i
     for (int32_t r = 0; r < ROWS; ++r, x += K, y += N) {
         tvc_vec16(x, col, K, K4, zp);
         row(col, y);
+    }
+}
+
+
+/* --- int8 add / sub on same-shape inputs through tables ---------------------------------------
+ *
+ * TFLite's Add brings each input to a common scale (a shift by 20 and a requantization per
+ * input) before the output's requantization: per input, a function of one byte. Both were
+ * tabulated at compile time (t1[a], t2[b], 256 int32 each, the sub's sign folded into t2), so
+ * an element costs two table reads, an add and the output's precomputed requantization. */
+static TVC_ALWAYS_INLINE void tvc_add_lut_s8(const int8_t *a, const int8_t *b, int8_t *y, const int32_t *t1,
+                                             const int32_t *t2, const int32_t *rqc, const int32_t N,
+                                             const int32_t lo, const int32_t hi) {
+    int32_t i = 0;
+    for (; i + 4 <= N; i += 4) {
+        tvc_store4_s8(y + i, tvc_rqc(rqc, t1[a[i]] + t2[b[i]]), tvc_rqc(rqc, t1[a[i + 1]] + t2[b[i + 1]]),
+                      tvc_rqc(rqc, t1[a[i + 2]] + t2[b[i + 2]]), tvc_rqc(rqc, t1[a[i + 3]] + t2[b[i + 3]]), lo,
+                      hi);
+    }
+    for (; i < N; ++i) {
+        y[i] = (int8_t)tvc_clamp32(tvc_rqc(rqc, t1[a[i]] + t2[b[i]]), lo, hi);
+    }
+}
+
+
+/* --- Winograd F(2x2, 3x3), exact in integers -----------------------------------------------
+ *
+ * For stride-1 3x3 convolutions. The filter transform is scaled by 4 (G' = 2G has integer
+ * entries), so U = G' g G'^T is an integer matrix per (output, input channel), |U| <= 1152,
+ * within 12 bits; it was computed and packed at compile time. The input transform
+ * V = B^T d B of a 4x4 tile of x - zp is a sum of four +-(x - zp) terms: |V| <= 1020, 11 bits
+ * (SADD16/SSUB16 on two channels at once, no lane overflow). Per tile and output channel,
+ * M = sum over input channels of U (.) V (16 products instead of 36: SMLAD on pairs of
+ * channels), and A^T M A is exactly 4 times the direct 2x2 sums: shifted right by 2, plus the
+ * bias, requantized as always. The compiler takes this path only where it has proven from the
+ * layer's own weights that no sum leaves int32.
+ *
+ * v: the transformed tiles of two horizontally adjacent tiles, per position i (16) and per
+ * four channels: a(c0, c2) a(c1, c3) b(c0, c2) b(c1, c3) as int16 pairs. */
+
+/* one tile's input transform for all channels; (iy0, ix0): its top-left input pixel. Taps in
+ * the padding read four zero-point bytes, which SXTAB16 turns into the 0 that x - zp is there. */
+static TVC_ALWAYS_INLINE void tvc_wino_in(const int8_t *in, int16_t *v, const int32_t p, const int32_t iy0,
+                                          const int32_t ix0, const int32_t IN_H, const int32_t IN_W,
+                                          const int32_t C, const int32_t zp) {
+    const int32_t C4 = C / 4;
+    const int32_t zp4 = (int32_t)((uint32_t)(uint8_t)zp * 0x01010101u);
+    int32_t ok[4][4];
+    for (int32_t r = 0; r < 4; ++r) {
+        for (int32_t s = 0; s < 4; ++s) {
+            ok[r][s] = iy0 + r >= 0 && iy0 + r < IN_H && ix0 + s >= 0 && ix0 + s < IN_W;
+        }
+    }
+    const int8_t *x0 = in + (iy0 * IN_W + ix0) * C;
+    for (int32_t g = 0; g < C4; ++g, x0 += 4) {
+        int32_t e[2][4][4]; /* [lanes][row][column]: d B, row by row */
+        for (int32_t r = 0; r < 4; ++r) {
+            int32_t d[2][4];
+            for (int32_t s = 0; s < 4; ++s) {
+                const int32_t w = ok[r][s] ? tvc_load32(x0 + (r * IN_W + s) * C) : zp4;
+#if defined(__ARM_FEATURE_DSP)
+                const int16x2_t nz = tvc_neg_zp2(zp);
+                d[0][s] = __sxtab16(nz, w);
+                d[1][s] = tvc_sxtab16_ror8(nz, w);
+#else
+                for (int32_t h = 0; h < 2; ++h) {
+                    const int32_t lo = (int8_t)(uint8_t)((uint32_t)w >> (8 * h)) - zp;
+                    const int32_t hi = (int8_t)(uint8_t)((uint32_t)w >> (8 * h + 16)) - zp;
+                    d[h][s] = (int32_t)(((uint32_t)hi << 16) | (uint16_t)lo);
+                }
+#endif
+            }
+            for (int32_t h = 0; h < 2; ++h) {
+                e[h][r][0] = tvc_ssub16(d[h][0], d[h][2]);
+                e[h][r][1] = tvc_sadd16(d[h][1], d[h][2]);
+                e[h][r][2] = tvc_ssub16(d[h][2], d[h][1]);
+                e[h][r][3] = tvc_ssub16(d[h][1], d[h][3]);
+            }
+        }
+        for (int32_t h = 0; h < 2; ++h) { /* B^T (d B): column by column */
+            int16_t *dst = v + g * 8 + p * 4 + h * 2;
+            for (int32_t s = 0; s < 4; ++s) {
+                const int32_t c0 = tvc_ssub16(e[h][0][s], e[h][2][s]);
+                const int32_t c1 = tvc_sadd16(e[h][1][s], e[h][2][s]);
+                const int32_t c2 = tvc_ssub16(e[h][2][s], e[h][1][s]);
+                const int32_t c3 = tvc_ssub16(e[h][1][s], e[h][3][s]);
+                memcpy(dst + (0 * 4 + s) * C4 * 8, &c0, 4);
+                memcpy(dst + (1 * 4 + s) * C4 * 8, &c1, 4);
+                memcpy(dst + (2 * 4 + s) * C4 * 8, &c2, 4);
+                memcpy(dst + (3 * 4 + s) * C4 * 8, &c3, 4);
+            }
+        }
+    }
+}
+
+/* A^T M A / 4 of one tile for one output channel: the four direct sums (m: 16 int32) */
+static inline void tvc_wino_out(const int32_t *m, int32_t *y) {
+    uint32_t s0[4], s1[4]; /* modular: the proof bounds every true value within int32 */
+    for (int32_t j = 0; j < 4; ++j) {
+        s0[j] = (uint32_t)m[j] + (uint32_t)m[4 + j] + (uint32_t)m[8 + j];
+        s1[j] = (uint32_t)m[4 + j] - (uint32_t)m[8 + j] - (uint32_t)m[12 + j];
+    }
+    y[0] = (int32_t)(s0[0] + s0[1] + s0[2]) >> 2;
+    y[1] = (int32_t)(s0[1] - s0[2] - s0[3]) >> 2;
+    y[2] = (int32_t)(s1[0] + s1[1] + s1[2]) >> 2;
+    y[3] = (int32_t)(s1[1] - s1[2] - s1[3]) >> 2;
+}
+
+/* every output channel of two tiles: M per position as a 2-tile x 2-channel dot product over
+ * the input channels (the conv16 inner loop), then the output transform, bias, requantization.
+ * ya/yb: the tiles' top-left outputs; rows, cols_a, cols_b: how much of each tile exists. */
+static TVC_ALWAYS_INLINE void tvc_wino_tiles(const int16_t *v, const int32_t *u, const int32_t *bias,
+                                             const int32_t *rqc, int8_t *ya, int8_t *yb, int32_t rows,
+                                             int32_t cols_a, int32_t cols_b, const int32_t OC, const int32_t C,
+                                             const int32_t ROW, const int32_t lo, const int32_t hi) {
+    const int32_t C4 = C / 4;
+    for (int32_t oc = 0; oc < OC; oc += 2, bias += 2, rqc += 8) {
+        int32_t m[4][16]; /* [a0, b0, a1, b1][position] */
+        const int16_t *vi = v;
+        for (int32_t i = 0; i < 16; ++i, vi += C4 * 8) {
+            int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#if defined(__ARM_FEATURE_DSP)
+            const int16_t *c = vi;
+            const int16_t *const end = vi + C4 * 8;
+            while (c < end) {
+                int32_t ca02, ca13, cb02, cb13, w002, w013, w102, w113;
+                TVC_LDRD_INC(c, ca02, ca13);
+                TVC_LDRD_INC(c, cb02, cb13);
+                TVC_LDRD_INC(u, w002, w013);
+                TVC_LDRD_INC(u, w102, w113);
+                a0 = __smlad(ca02, w002, a0);
+                a0 = __smlad(ca13, w013, a0);
+                b0 = __smlad(cb02, w002, b0);
+                b0 = __smlad(cb13, w013, b0);
+                a1 = __smlad(ca02, w102, a1);
+                a1 = __smlad(ca13, w113, a1);
+                b1 = __smlad(cb02, w102, b1);
+                b1 = __smlad(cb13, w113, b1);
+            }
+#else
+            for (int32_t k = 0; k < C4; ++k, u += 4) {
+                for (int32_t hh = 0; hh < 2; ++hh) {
+                    const int32_t ca = tvc_load32(vi + 8 * k + 2 * hh), cb = tvc_load32(vi + 8 * k + 4 + 2 * hh);
+                    const int32_t w0 = u[hh], w1 = u[2 + hh];
+                    a0 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w0 + (ca >> 16) * (w0 >> 16);
+                    b0 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w0 + (cb >> 16) * (w0 >> 16);
+                    a1 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w1 + (ca >> 16) * (w1 >> 16);
+                    b1 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w1 + (cb >> 16) * (w1 >> 16);
+                }
+            }
+#endif
+            m[0][i] = a0;
+            m[1][i] = b0;
+            m[2][i] = a1;
+            m[3][i] = b1;
+        }
+        for (int32_t q = 0; q < 4; ++q) { /* tile a or b, channel oc or oc + 1 */
+            const int32_t o = q >> 1, cols = q & 1 ? cols_b : cols_a;
+            if (oc + o >= OC || cols <= 0) {
+                continue;
+            }
+            int32_t y[4];
+            tvc_wino_out(m[q], y);
+            int8_t *dst = (q & 1 ? yb : ya) + oc + o;
+            for (int32_t r = 0; r < rows; ++r) {
+                for (int32_t s = 0; s < cols; ++s) {
+                    const int32_t acc = y[r * 2 + s] + bias[o];
+                    dst[r * ROW + s * OC] = (int8_t)tvc_clamp32(tvc_rqc(rqc + 4 * o, acc), lo, hi);
+                }
+            }
+        }
+    }
+}
+
+typedef void (*tvc_wino_tiles_fn)(const int16_t *v, int8_t *ya, int8_t *yb, int32_t rows, int32_t cols_a,
+                                  int32_t cols_b);
+
+/* the layer: two tiles (a 2x4 block of outputs) at a time */
+static TVC_ALWAYS_INLINE void tvc_wino_layer(const int8_t *in, int16_t *v, int8_t *out, tvc_wino_tiles_fn tiles,
+                                             const int32_t IN_H, const int32_t IN_W, const int32_t C,
+                                             const int32_t OUT_H, const int32_t OUT_W, const int32_t OC,
+                                             const int32_t PAD_T, const int32_t PAD_L, const int32_t zp) {
+    for (int32_t oy = 0; oy < OUT_H; oy += 2) {
+        const int32_t rows = OUT_H - oy < 2 ? OUT_H - oy : 2;
+        for (int32_t ox = 0; ox < OUT_W; ox += 4) {
+            const int32_t cols_a = OUT_W - ox < 2 ? OUT_W - ox : 2;
+            const int32_t cols_b = OUT_W - ox - 2 < 2 ? OUT_W - ox - 2 : 2;
+            tvc_wino_in(in, v, 0, oy - PAD_T, ox - PAD_L, IN_H, IN_W, C, zp);
+            tvc_wino_in(in, v, 1, oy - PAD_T, ox + 2 - PAD_L, IN_H, IN_W, C, zp);
+            int8_t *ya = out + (oy * OUT_W + ox) * OC;
+            tiles(v, ya, ya + 2 * OC, rows, cols_a, cols_b);
+        }
     }
 }
 

@@ -394,6 +394,104 @@ def conv16_weights(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(words.transpose(0, 2, 1, 3)).reshape(-1)
 
 
+# Winograd F(2x2, 3x3) with the filter transform scaled by 4: G' = 2G has integer entries
+WINO_G = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
+WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.int64)
+WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.int64)
+WINO_V_MAX = 4 * 255  # |B^T d B| for |x - zp| <= 255: four terms
+
+
+def winograd_filters(w: np.ndarray) -> np.ndarray:
+    """U = G' g G'^T for every (output, input channel) of OHWI 3x3 weights: [O][16][C],
+    exactly 4 times the usual transform, integers within 12 bits (|U| <= 1152)."""
+    g = w.astype(np.int64).transpose(0, 3, 1, 2)  # [O][C][3][3]
+    u = np.einsum("ij,ocjk,lk->ocil", WINO_G, g, WINO_G)  # [O][C][4][4]
+    return u.reshape(u.shape[0], u.shape[1], 16).transpose(0, 2, 1)
+
+
+def winograd_proof(w: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether no sum of the Winograd path leaves int32 for any input, from this layer's own
+    weights: every M = sum_c U * V (and each SMLAD partial sum) is bounded by sum_c |U| * 1020;
+    each output transform adds nine of them; a quarter of that plus the bias is the direct sum."""
+    u = winograd_filters(w)
+    m_max = int(np.abs(u).sum(axis=2).max()) * WINO_V_MAX
+    b_max = int(np.abs(bias).max()) if bias is not None and bias.size else 0
+    return 9 * m_max < 2**31 and 9 * m_max // 4 + b_max < 2**31
+
+
+def winograd_weights(w: np.ndarray) -> np.ndarray:
+    """U packed for tvc_wino_tiles: per pair of output channels (an odd last one paired with
+    zeros), per position (16), per four input channels: o(c0, c2) o(c1, c3) o+1(c0, c2)
+    o+1(c1, c3), each word two int16 lanes, low first."""
+    u = winograd_filters(w)  # [O][16][C]
+    o, _, c = u.shape
+    full = np.zeros((o + o % 2, 16, c), np.int64)
+    full[:o] = u
+    q = full.reshape(-1, 2, 16, c // 4, 4)  # [pair][channel][position][four][lane]
+    words = (q[..., [0, 1]] & 0xFFFF) | (q[..., [2, 3]] << 16)
+    return np.ascontiguousarray(words.transpose(0, 2, 3, 1, 4)).reshape(-1)
+
+
+def _winograd_special(graph: Graph, node: Node) -> bool:
+    """A stride-1 3x3 convolution, input channels a multiple of 4, that the Winograd path
+    computes exactly (winograd_proof) and with fewer multiplies: at least 2 output rows and
+    columns, so that tiles are mostly whole."""
+    a = node.attrs
+    if not _conv16_special(graph, node):
+        return False
+    ins, outs = _tensors(graph, node)
+    x, w, y = ins[0], ins[1], outs[0]
+    if list(a["kernel"]) != [3, 3] or list(a["stride"]) != [1, 1] or x.shape[3] % 4:  # type: ignore[call-overload]
+        return False
+    if y.shape[1] < 2 or y.shape[2] < 2 or w.data is None:
+        return False
+    bias = ins[2].data if len(ins) > 2 else None
+    return winograd_proof(w.data, bias)
+
+
+def _winograd_scratch(graph: Graph, node: Node) -> int:
+    """Two transformed tiles: 16 positions x C channels x 2 tiles, int16."""
+    return 16 * graph.tensors[node.inputs[0]].shape[3] * 2 * 2
+
+
+@lowering("conv2d", "portable", applies=_winograd_special, scratch=_winograd_scratch)
+def conv2d_winograd(ctx: LowerCtx, node: Node) -> Lowered:
+    """Integer Winograd F(2x2, 3x3) (--optimize speed): 16 multiplies per tile and channel
+    instead of 36, exact where winograd_proof holds (runtime/c/tvc_special.h)."""
+    if ctx.optimize != "speed":
+        return conv2d_portable(ctx, node)
+    low = Lowered()
+    ins, outs = _tensors(ctx.graph, node)
+    x, w, y = ins[0], ins[1], outs[0]
+    p = conv_params(node, ins, outs)
+    _, h, wd, c = x.shape
+    _, oh, ow, oc = y.shape
+    assert w.data is not None
+    ctx.replace(node.inputs[1])
+    u = low.table(f"{ctx.name}_u", "int32_t", winograd_weights(w.data))
+    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
+    b = np.zeros(oc + oc % 2, np.int64)
+    if len(node.inputs) > 2:
+        assert ins[2].data is not None
+        b[:oc] = ins[2].data
+    bias = low.table(f"{ctx.name}_bias", "int32_t", b)
+    ctx.feature("TVC_SPECIAL")
+    fn = f"{ctx.name}_tiles"
+    low.decls.append(
+        f"static TVC_NOINLINE void {fn}(const int16_t *v, int8_t *ya, int8_t *yb, int32_t rows, "
+        f"int32_t cols_a, int32_t cols_b) {{\n"
+        f"    tvc_wino_tiles(v, {u}, {bias}, {rqc}, ya, yb, rows, cols_a, cols_b, {oc}, {c}, "
+        f"{ow * oc}, {p.act_min}, {p.act_max});\n}}"
+    )
+    pad_t, pad_l = node.attrs["pad"][0], node.attrs["pad"][1]  # type: ignore[index]
+    low.stmts.append(
+        f"tvc_wino_layer({ctx.ptr(node.inputs[0])}, {ctx.scratch_ptr('int16_t')}, "
+        f"{ctx.ptr(node.outputs[0], False)}, {fn}, {h}, {wd}, {c}, {oh}, {ow}, {oc}, {pad_t}, "
+        f"{pad_l}, {p.in_zp});"
+    )
+    return low
+
+
 @lowering("conv2d", "portable", applies=_conv16_special, scratch=_portable_scratch)
 def conv2d_conv16_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The layer's own convolution: shape, zero point and clamp as constants, the window as

@@ -35,6 +35,7 @@ from compiler.numerics.fixedpoint import (
     mbqm,
     mbqm_lt_one,
     quantize_multiplier,
+    requant_constants,
     wrap32,
 )
 from compiler.numerics.pow2 import shift_round
@@ -247,6 +248,56 @@ def _binary_portable(ctx: LowerCtx, node: Node) -> Lowered:
             ctx.ptr(node.inputs[1]),
             ctx.ptr(node.outputs[0], False),
         )
+    )
+    return low
+
+
+def add_tables(p: BinaryParams, sign: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each input's contribution to TFLite's Add sum, per byte value -128..127 (the integer
+    reference's v1 and sign * v2, tabulated)."""
+    q = np.arange(-128, 128, dtype=np.int64)
+    t1 = mbqm_lt_one(wrap32((q - p.in1_zp) << p.left_shift), p.mult1, p.shift1)
+    t2 = mbqm_lt_one(wrap32((q - p.in2_zp) << p.left_shift), p.mult2, p.shift2)
+    return t1.astype(np.int64), sign * t2.astype(np.int64)
+
+
+def _add_rqc(graph: Graph, node: Node) -> np.ndarray | None:
+    """Affine int8 add/sub of two same-shape activations whose output requantization can be
+    precomputed: its tvc_rqc row (None where the shared kernel runs)."""
+    if node.op not in ("add", "sub"):
+        return None
+    a, b, y = (graph.tensors[t] for t in (*node.inputs, node.outputs[0]))
+    if not (a.dtype == b.dtype == y.dtype == "i8") or a.shape != y.shape or b.shape != y.shape:
+        return None
+    if a.data is not None or b.data is not None:
+        return None
+    p = binary_params(node, [a, b], [y])
+    if p.pow2:
+        return None
+    return requant_constants(np.array([p.mult_out]), np.array([p.shift_out]), p.out_zp)
+
+
+@lowering("add", "portable", applies=lambda g, n: _add_rqc(g, n) is not None)
+@lowering("sub", "portable", applies=lambda g, n: _add_rqc(g, n) is not None)
+def add_lut_special(ctx: LowerCtx, node: Node) -> Lowered:
+    """--optimize speed: each input's scaling as a 256-entry table, the output's requantization
+    precomputed (runtime/c/tvc_special.h); bit-exact with TFLite's Add."""
+    if ctx.optimize != "speed":
+        return _binary_portable(ctx, node)
+    low = Lowered()
+    a, b, y = (ctx.graph.tensors[t] for t in (*node.inputs, node.outputs[0]))
+    p = binary_params(node, [a, b], [y])
+    rqc = _add_rqc(ctx.graph, node)
+    assert rqc is not None
+    t1, t2 = add_tables(p, -1 if node.op == "sub" else 1)
+    n1 = low.table(f"{ctx.name}_t1", "int32_t", t1)
+    n2 = low.table(f"{ctx.name}_t2", "int32_t", t2)
+    r = low.table(f"{ctx.name}_rqc", "int32_t", rqc.reshape(-1))
+    ctx.feature("TVC_SPECIAL")
+    low.stmts.append(
+        f"tvc_add_lut_s8({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
+        f"{ctx.ptr(node.outputs[0], False)}, {n1} + 128, {n2} + 128, {r}, {y.numel}, "
+        f"{p.act_min}, {p.act_max});"
     )
     return low
 

@@ -9,3 +9,4 @@ mkdir -p benchmarks/results
 .venv/bin/python benchmarks/bench_fit.py
 .venv/bin/python benchmarks/bench_face.py
 .venv/bin/python benchmarks/bench_kernels.py   # needs CMSIS_NN_ROOT
+.venv/bin/python benchmarks/bench_mlperf.py --layers   # needs MLPERF_TINY_ROOT (CMSIS_NN_ROOT adds a column)

@@ -82,8 +82,21 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=300, help="training steps of the detector")
     p.add_argument("--work", type=Path, default=ROOT / "build" / "bench-face")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the detector trained by an earlier run in --work",
+    )
     a = p.parse_args()
-    paths = face.build(a.work, steps=a.steps, seed=0)
+    names = {
+        "onnx": "face.onnx",
+        "calib": "face_calib.npy",
+        "val": "face_val.npy",
+        "torch": "face.pt",
+    }
+    paths = {k: a.work / v for k, v in names.items()}
+    if not (a.reuse and all(v.is_file() for v in paths.values())):
+        paths = face.build(a.work, steps=a.steps, seed=0)
     results: dict[str, object] = {"training_steps": a.steps}
     for label, arena_input in (("caller input buffer", False), ("--input-in-arena", True)):
         out = a.work / ("out_arena" if arena_input else "out")

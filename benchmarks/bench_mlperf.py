@@ -86,9 +86,13 @@ def layer_kind(graph: Graph, node: Node) -> str:
     return f"conv {k[0]}x{k[1]}"  # type: ignore[index]
 
 
-def measure(path: Path, work: Path, n_inputs: int, layers: bool, kernels: str) -> dict[str, object]:
-    out = work / f"{path.stem}_{kernels}"
-    opts = CompileOptions(model=str(path), target=TWIN, out=str(out), kernels=kernels)
+def measure(
+    path: Path, work: Path, n_inputs: int, layers: bool, kernels: str, optimize: str = "speed"
+) -> dict[str, object]:
+    out = work / f"{path.stem}_{kernels}_{optimize}"
+    opts = CompileOptions(
+        model=str(path), target=TWIN, out=str(out), kernels=kernels, optimize=optimize
+    )
     _, report = compile_model(opts)
     graph = load_model(out)
     x_name = graph.inputs[0]
@@ -169,6 +173,9 @@ def main() -> int:
             r["best_m4_by"] = by
             r["ratio"] = round(int(r["instructions"]) / cycles, 3)  # type: ignore[call-overload]
             r["goal"] = int(GOAL * cycles)
+            size = measure(path, Path(d), min(args.inputs, 4), False, "portable", "size")
+            r["size"] = {k: size[k] for k in ("instructions", "flash", "code", "weights")}
+            r["size"]["bit_exact"] = size["bit_exact_tflm_host"] and size["bit_exact_tflm_twin"]  # type: ignore[index]
             if cmsis:
                 c = measure(path, Path(d), min(args.inputs, 4), False, "cmsis-nn")
                 r["cmsis_nn_instructions"] = c["instructions"]
@@ -181,6 +188,7 @@ def main() -> int:
         "model",
         "MACs (after dead channels)",
         "tvc instructions",
+        "--optimize size",
         "cmsis-nn",
         "best published M4 cycles",
         "ratio",
@@ -194,9 +202,11 @@ def main() -> int:
     for name, r in results.items():
         cm = f"{r['cmsis_nn_instructions']:,}" if "cmsis_nn_instructions" in r else "n/a"
         exact = r["bit_exact_tflm_host"] and r["bit_exact_tflm_twin"]
+        sz = r["size"]
         print(
             f"| {name} | {r['macs_before_dce']:,} ({r['macs']:,}) | {r['instructions']:,} | "
-            f"{cm} | {r['best_m4_cycles']:,} ({r['best_m4_by']}) | {r['ratio']}x | "
+            f"{sz['instructions']:,} ({sz['flash']:,} B flash) | {cm} | "
+            f"{r['best_m4_cycles']:,} ({r['best_m4_by']}) | {r['ratio']}x | "
             f"{'met' if int(r['instructions']) <= int(r['goal']) else 'missed'} "  # type: ignore[call-overload]
             f"(<= {r['goal']:,}) | {r['peak_ram']:,} | {r['flash']:,} | "
             f"{'yes' if exact else 'NO'} ({r['inputs']}) |"
@@ -215,7 +225,9 @@ def main() -> int:
                     f"{pm:6.2f}  {row['layer'][-50:]}"
                 )
     bad = [
-        n for n, r in results.items() if not (r["bit_exact_tflm_host"] and r["bit_exact_tflm_twin"])
+        n
+        for n, r in results.items()
+        if not (r["bit_exact_tflm_host"] and r["bit_exact_tflm_twin"] and r["size"]["bit_exact"])  # type: ignore[index]
     ]
     if bad:
         print(f"NOT BIT-EXACT with TFLite Micro: {', '.join(bad)}")

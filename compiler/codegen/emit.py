@@ -3,6 +3,7 @@ the same graph gives the same bytes)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,7 +203,22 @@ def emit_c(
         files["tvc_special.h"] = (RUNTIME / "tvc_special.h").read_text()
     for f in kernel_files:
         files[f] = (RUNTIME / f).read_text()
+    for header in _included_headers(files):  # the runtime headers those sources include
+        files[header] = (RUNTIME / header).read_text()
     return Generated(files, sources, weights_bytes)
+
+
+def _included_headers(files: dict[str, str]) -> list[str]:
+    """Runtime headers that the written sources include and that are not written yet (followed
+    through the headers they include in turn)."""
+    found: list[str] = []
+    todo = list(files.values())
+    while todo:
+        for name in re.findall(r'#include "([^"]+)"', todo.pop()):
+            if name not in files and name not in found and (RUNTIME / name).is_file():
+                found.append(name)
+                todo.append((RUNTIME / name).read_text())
+    return sorted(found)
 
 
 def host_main(graph: Graph, plan: Plan, name: str) -> str:

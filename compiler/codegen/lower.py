@@ -93,6 +93,10 @@ class Backend:
         self.files.update(get_op(self.node.op).kernels)
         return f"TVC_FN({kernel})({', '.join(args)});"
 
+    def uses_kernels(self) -> None:
+        assert self.node is not None
+        self.files.update(get_op(self.node.op).kernels)
+
     def replace(self, const: str) -> None:
         self.replaced.add(const)
 

@@ -77,6 +77,10 @@ class LowerCtx(Protocol):
         """A portable kernel call (its runtime/c sources come from the op's facts)."""
         ...
 
+    def uses_kernels(self) -> None:
+        """The emitted code calls the op's shared kernels without going through call()."""
+        ...
+
     def replace(self, const: str) -> None:
         """The kernel reads this constant from a table of its own in another layout."""
         ...

@@ -51,8 +51,11 @@ class ElfUsage:
     def share(self, prefix: str) -> dict[str, int]:
         """Bytes of code, read-only data and RAM in symbols starting with `prefix`."""
         out = {"code": 0, "const": 0, "ram": 0}
-        for name, (_, size, kind) in self.symbols.items():
-            if name.startswith(prefix):
+        seen: set[tuple[int, int]] = set()
+        for name, (addr, size, kind) in self.symbols.items():
+            # GCC merges identical functions (-fipa-icf): several names, one copy of the bytes
+            if name.startswith(prefix) and (addr, size) not in seen:
+                seen.add((addr, size))
                 out[kind] += size
         return out
 

@@ -150,6 +150,16 @@ static inline int16x2_t tvc_neg_zp2(int32_t zp) {
 }
 #endif
 
+#if defined(__ARM_FEATURE_DSP)
+/* LDRD with post-increment: two words (4-byte aligned) into A and B, P advanced by 8 bytes.
+ * GCC splits 64-bit loads into two LDRs; this keeps the loop at one load per two words. */
+typedef struct {
+    int32_t v[2];
+} tvc_pair_t;
+#define TVC_LDRD_INC(P, A, B)                                                              \
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(A), "=r"(B), "+r"(P) : "m"(*(const tvc_pair_t *)(const void *)(P)))
+#endif
+
 static inline int32_t tvc_load32(const void *ptr) {
     int32_t v;
     memcpy(&v, ptr, 4);

@@ -188,15 +188,6 @@ static TVC_ALWAYS_INLINE void tvc_dw3x3_layer(const int8_t *in, const int32_t *w
  * output channels: o(c0,c2) o(c1,c3) o+1(c0,c2) o+1(c1,c3), zeros past K. So the inner loop is
  * two LDRDs of columns, two of weights and eight SMLADs per 16 MACs, nothing else. */
 
-#if defined(__ARM_FEATURE_DSP)
-/* LDRD with post-increment: two words (4-byte aligned) into A and B, P advanced by 8 bytes.
- * GCC splits 64-bit loads into two LDRs; this keeps the loop at one load per two words. */
-typedef struct {
-    int32_t v[2];
-} tvc_pair_t;
-#define TVC_LDRD_INC(P, A, B)                                                              \
-    __asm__("ldrd %0, %1, [%2], #8" : "=r"(A), "=r"(B), "+r"(P) : "m"(*(const tvc_pair_t *)(const void *)(P)))
-#endif
 
 /* element k of pixel p (0 or 1) in the interleaved columns */
 static inline int32_t tvc_col_index(int32_t k, int32_t p) {
@@ -629,6 +620,29 @@ static TVC_ALWAYS_INLINE void tvc_wino_layer(const int8_t *in, int16_t *v, int8_
             tiles(v, ya, ya + 2 * OC, rows, cols_a, cols_b);
         }
     }
+}
+
+
+/* --- RNNPool with the layer's parameters compiled in ------------------------------------------
+ *
+ * The library's bodies (tvc_rnnpool_impl.h) always inlined into the layer's own function with
+ * its parameter struct as a constant: hidden sizes, shifts and the patch geometry fold into the
+ * code, the 16-wide U h products unroll. */
+#define TVC_RNN_INLINE static TVC_ALWAYS_INLINE
+#define TVC_RNN_CONSTANT_SHAPES
+#include "tvc_rnnpool_impl.h"
+
+typedef void (*tvc_rnnpool_row_fn)(const int8_t *band, int32_t *scratch, int8_t *out);
+
+/* the patch-wise conv + RNNPool band loop, with the layer's own RNNPool row function */
+static TVC_ALWAYS_INLINE void tvc_conv_rnnpool_s8_special(const tvc_conv_t *cp, const int8_t *in, const int8_t *w,
+                                                          const int32_t *bias, int16_t *conv_scratch,
+                                                          const tvc_rnnpool_t *p, int8_t *band, int32_t *scratch,
+                                                          int8_t *out, tvc_rnnpool_row_fn row_fn) {
+#define TVC_RNNPOOL_CALL row_fn(band, scratch, out + oy * p->out_w * p->out_c)
+    TVC_CONV_RNNPOOL_BODY(TVC_FN(conv2d_s8)(&q, in + first * cp->in_w * cp->in_c, w, bias, conv_scratch,
+                                             band + (have_hi - have_lo) * row))
+#undef TVC_RNNPOOL_CALL
 }
 
 #endif

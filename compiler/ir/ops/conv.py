@@ -474,6 +474,7 @@ def conv2d_winograd(ctx: LowerCtx, node: Node) -> Lowered:
     if len(node.inputs) > 2:
         assert ins[2].data is not None
         b[:oc] = ins[2].data
+        ctx.replace(node.inputs[2])  # read from the padded copy below
     bias = low.table(f"{ctx.name}_bias", "int32_t", b)
     ctx.feature("TVC_SPECIAL")
     fn = f"{ctx.name}_tiles"

@@ -202,6 +202,50 @@ def scratch_parts(graph: Graph, node: Node) -> tuple[int, int, int]:
     return im2col, band, _aligned(rnnpool_scratch_bytes(node.attrs, c))
 
 
+def _special_applies(graph: Graph, node: Node) -> bool:
+    """int8: --optimize speed compiles the layer's RNNPool parameters into its code."""
+    return graph.tensors[node.outputs[0]].dtype == "i8"
+
+
+@lowering(
+    "conv_rnnpool",
+    "portable",
+    applies=_special_applies,
+    scratch=lambda g, n: sum(scratch_parts(g, n)),
+)
+def conv_rnnpool_special(ctx: LowerCtx, node: Node) -> Lowered:
+    """The band loop of the shared kernel with the layer's own RNNPool row function, in which
+    the parameter struct is a constant (runtime/c/tvc_special.h)."""
+    if ctx.optimize != "speed":
+        return conv_rnnpool_portable(ctx, node)
+    low = Lowered()
+    ins = [ctx.graph.tensors[i] for i in node.inputs]
+    mid = _mid(node, ins)
+    conv, _ = split_nodes(node)
+    n_conv = len(ins) - 8
+    p = conv_rnnpool_params(node, ins, [ctx.graph.tensors[node.outputs[0]]]).conv
+    conv_name, pool_name = f"{ctx.name}_conv", ctx.name
+    conv_struct(ctx, low, conv_name, conv, conv.attrs, ins[0], mid, p)
+    check_bias(ctx.graph, conv, "i8")
+    rnnpool_struct(ctx, low, pool_name, node, mid)
+    im2col, band, _ = scratch_parts(ctx.graph, node)
+    ctx.feature("TVC_SPECIAL")
+    row = f"{ctx.name}_row"
+    low.decls.append(
+        f"static TVC_NOINLINE void {row}(const int8_t *band, int32_t *scratch, int8_t *out) {{\n"
+        f"    TVC_FN(rnnpool_body_s8)(&{pool_name}, band, 1, scratch, out);\n}}"
+    )
+    bias = ctx.ptr(node.inputs[2]) if n_conv > 2 else "0"
+    ctx.uses_kernels()  # the band's convolution is the shared conv2d_s8 (tvc_conv.c)
+    low.stmts.append(
+        f"tvc_conv_rnnpool_s8_special(&{conv_name}, {ctx.ptr(node.inputs[0])}, "
+        f"{ctx.ptr(node.inputs[1])}, {bias}, {ctx.scratch_ptr('int16_t')}, &{pool_name}, "
+        f"{ctx.scratch_ptr('int8_t', im2col)}, {ctx.scratch_ptr('int32_t', im2col + band)}, "
+        f"{ctx.ptr(node.outputs[0], False)}, {row});"
+    )
+    return low
+
+
 @lowering("conv_rnnpool", "portable", scratch=lambda g, n: sum(scratch_parts(g, n)))
 def conv_rnnpool_portable(ctx: LowerCtx, node: Node) -> Lowered:
     low = Lowered()

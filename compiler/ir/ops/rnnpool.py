@@ -162,7 +162,7 @@ def rnnpool_nhwc(
     layout="spatial",
     memory="own",
     quant=Quant("calibrated", weights="rnnpool"),
-    kernels=("tvc_rnnpool.c",),
+    kernels=("tvc_conv.c", "tvc_rnnpool.c"),  # tvc_rnnpool.c holds conv_rnnpool too
 )
 def rnnpool(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """RNNPool with FastGRNN cells: Y[:, :, i, j] = (rows fwd, rows bwd, cols fwd, cols bwd)."""

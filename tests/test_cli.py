@@ -118,6 +118,28 @@ def test_missing_file_and_bad_usage(tmp_path: Path, relu_model: Path) -> None:
     assert r.returncode == 2 and "--input" in r.stderr
 
 
+def test_bad_command_line_values_are_usage_errors(tmp_path: Path, relu_model: Path) -> None:
+    """A negative budget, a text file where arrays belong and a device file as the model are
+    plain usage errors (exit 2) that say what is wrong, not a budget overrun or numpy's pickle
+    message."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not an array\n")
+    for ram in ("-5", "0"):
+        out = tmp_path / f"o{ram}"
+        r = tvc("compile", relu_model, "--target", "stm32f439", "--ram", ram, "--calib", "random",
+                "--out", out)  # fmt: skip
+        assert_clean_error(r, 2, f"size '{ram}'", "positive")
+        assert not out.exists()
+    r = tvc("compile", relu_model, "--target", "stm32f439", "--calib", text, "--out", tmp_path)
+    assert_clean_error(r, 2, "notes.txt: not a .npy/.npz file")
+    assert "pickle" not in r.stderr
+    assert_clean_error(tvc("run", relu_model, "--input", text), 2, "not a .npy/.npz file")
+    assert_clean_error(tvc("ir", "/dev/null"), 2, "/dev/null: not a regular file")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert_clean_error(tvc("ir", empty), 2, "is empty")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "notes.onnx"
     bad.write_text("nope")

@@ -23,6 +23,10 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
                 "give a model file (.onnx, .tflite, IR text) or a tvc compile output directory",
             )
         path = irs[0]
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file; give a model file (.onnx, .tflite, IR text)")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: is empty, not a model (.onnx, .tflite or IR text)")
     with path.open("rb") as f:
         head = f.read(64)
     if head[4:8] == b"TFL3":

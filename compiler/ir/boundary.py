@@ -23,15 +23,33 @@ def layout_boundary(graph: Graph) -> dict[str, tuple[int, ...]]:
     return out
 
 
+NPY_MAGIC, NPZ_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def load_array_file(path: Path) -> np.ndarray | np.lib.npyio.NpzFile:
+    """An `.npy` or `.npz` file, told apart by its first bytes: anything else (a text file, an
+    image, a pickle) is refused as what it is, never read with pickle."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file; give a .npy or .npz file")
+    with path.open("rb") as f:
+        head = f.read(6)
+    if not (head.startswith(NPY_MAGIC) or head.startswith(NPZ_MAGIC)):
+        raise UsageError(
+            f"{path}: not a .npy/.npz file",
+            "write arrays with numpy.save (one input) or numpy.savez (by input name)",
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise UsageError(f"{path}: a damaged .npy/.npz file ({e})") from None
+
+
 def read_inputs(graph: Graph, path: str | Path) -> dict[str, np.ndarray]:
     """`.npy` for a single-input model, `.npz` keyed by input name for any model."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UsageError(f"{path}: not a .npy/.npz array file ({e})") from None
+    data = load_array_file(path)
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
             raise UsageError(f"{path}: model has inputs {graph.inputs}; pass an .npz keyed by name")

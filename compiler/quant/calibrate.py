@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import UsageError
-from compiler.ir.boundary import model_shape, to_graph_layout
+from compiler.ir.boundary import load_array_file, model_shape, to_graph_layout
 from compiler.ir.graph import Graph, Node
 from compiler.ir.interpreter import run_graph
 
@@ -81,12 +81,9 @@ def load_samples(
         c = (shape[1] if nchw else shape[-1]) if len(shape) == 4 else 1
         arr = _images(path, shape, nchw, mean or [0.0] * c, std or [1.0] * c, limit)
         return [{name: a[None]} for a in arr]
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise UsageError(f"{path}: not a .npy/.npz array file ({e})") from None
+    data = load_array_file(path)
     arrays = (
         {graph.inputs[0]: data}
         if isinstance(data, np.ndarray)

@@ -61,6 +61,9 @@ def parse_size(text: str) -> int:
     t = text.strip().lower()
     mult = {"k": 1024, "m": 1024 * 1024}.get(t[-1:], 1)
     try:
-        return int(float(t[:-1] if mult > 1 else t) * mult)
-    except ValueError:
+        n = int(float(t[:-1] if mult > 1 else t) * mult)
+    except (ValueError, OverflowError):
         raise UsageError(f"size {text!r}: expected e.g. 192k, 2m or 196608") from None
+    if n <= 0:
+        raise UsageError(f"size {text!r}: a budget is a positive number of bytes (e.g. 192k)")
+    return n

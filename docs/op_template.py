@@ -36,7 +36,7 @@ def _f32(v: np.ndarray) -> np.ndarray:
     layout="elementwise",  # the layout pass's rule (registry.LAYOUT_RULES)
     memory="in_place",  # may overwrite its input (reads element i before writing it)
     quant=CALIBRATED,  # output parameters from calibration ("same", "fixed", "none")
-    kernels=("tvc_pointwise.c",),  # runtime/c sources its lowering calls
+    kernels=("tvc_pointwise.c",),  # compiler/runtime sources its lowering calls
 )
 def softsign(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """The float reference (the interpreter, calibration and accuracy run this)."""

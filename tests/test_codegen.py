@@ -210,7 +210,7 @@ def test_compiling_twice_gives_identical_directories(exported, calib, tmp_path) 
 def test_exact_double_requantization_matches_ieee(tmp_path) -> None:
     """round_scaled_double (integers only) == C round() of the IEEE double product."""
     src = tmp_path / "t.c"
-    runtime = Path(__file__).resolve().parent.parent / "runtime" / "c"
+    runtime = Path(__file__).resolve().parent.parent / "compiler" / "runtime"
     src.write_text(
         '#include <stdio.h>\n#include <math.h>\n#include "tvc_common.h"\n'
         "int main(void) { long long acc, mant; int exp; double eff;\n"

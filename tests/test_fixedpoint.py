@@ -104,7 +104,7 @@ def _near_ties(m: int, e: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_c_requantization_equals_mbqm_at_the_ties(tmp_path) -> None:
-    """tvc_rqc in C (runtime/c/tvc_common.h, compiled with the host gcc) against TFLite's
+    """tvc_rqc in C (compiler/runtime/tvc_common.h, compiled with the host gcc) against TFLite's
     double rounding, on accumulators at the rounding ties where a wrong sign term shows."""
     import subprocess
 

@@ -99,7 +99,7 @@ CASES = {
 }
 
 
-# --optimize speed gives affine int8 layers kernels of their own (runtime/c/tvc_special.h);
+# --optimize speed gives affine int8 layers kernels of their own (compiler/runtime/tvc_special.h);
 # size keeps the shared kernels: both are checked on every case
 SPECIAL = {
     "kernel_shapes": ("tvc_conv16_layer", "tvc_dw3x3_layer", "tvc_dense16_layer"),

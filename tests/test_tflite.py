@@ -88,3 +88,40 @@ def test_unsupported_tflite_operator_names_it(tmp_path) -> None:
         ModelError, match=r"up.tflite: operator #\d+ \(SPACE_TO_DEPTH\) is not supported"
     ):
         load_tflite(path)
+
+
+def test_float32_tflite_is_quantized_by_tvc(tmp_path) -> None:
+    """A Keras model converted to float32 TFLite (no quantization): tvc's float graph matches
+    tf.lite, and tvc quantizes it with calibration data into C that is bit-exact on the host
+    and the Cortex-M4 twin."""
+    import keras
+    import tensorflow as tf
+    from c_oracles import assert_c_bit_exact, compile_for_tests
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, L.Dense(4, activation="softmax")(x))
+    blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    path = tmp_path / "f32.tflite"
+    path.write_bytes(blob)
+    g = run_passes(load_tflite(path))
+    assert g.tensors[g.inputs[0]].dtype == "f32"
+    interp = tf.lite.Interpreter(model_content=blob)
+    interp.allocate_tensors()
+    inp_d, out_d = interp.get_input_details()[0], interp.get_output_details()[0]
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        xv = rng.uniform(-1, 1, inp_d["shape"]).astype(np.float32)
+        interp.set_tensor(inp_d["index"], xv)
+        interp.invoke()
+        ref = interp.get_tensor(out_d["index"])
+        ours = run_graph(g, {g.inputs[0]: xv})[g.outputs[0]]
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.uniform(-1, 1, (16, 12, 12, 3)).astype(np.float32))
+    out = compile_for_tests(path, tmp_path / "out", calib=str(calib))
+    assert_c_bit_exact(out, n=3)

@@ -1,5 +1,5 @@
-"""Integer Winograd F(2x2, 3x3) (compiler/ir/ops/conv.py, runtime/c/tvc_special.h): the scaled
-transforms are exact, within the lane widths the C uses, and the overflow proof refuses the
+"""Integer Winograd F(2x2, 3x3) (compiler/ir/ops/conv.py, compiler/runtime/tvc_special.h): the
+scaled transforms are exact, within the lane widths the C uses, and the overflow proof refuses the
 layers whose sums could leave int32. The C itself is checked bit-exact on the Cortex-M4 twin in
 tests/test_kernel_shapes.py (the "winograd" case)."""
 

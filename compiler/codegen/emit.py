@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -16,7 +17,8 @@ from compiler.ir.graph import Graph
 from compiler.ir.lowering import C_TYPES, Const
 from compiler.passes.plan import ALIGN, Plan
 
-RUNTIME = Path(__file__).resolve().parents[2] / "runtime" / "c"
+# the C kernels ship inside the package (a wheel installed anywhere has them)
+RUNTIME = Path(str(resources.files("compiler") / "runtime"))
 PER_LINE = 16
 
 

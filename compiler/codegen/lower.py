@@ -52,7 +52,7 @@ class Backend:
         self.regions = regions  # names of the extra RAM regions, plan region 1, 2, ...
         self._scratch = scratch or {}
         self.weight_symbols: dict[str, str] = {}
-        self.files: set[str] = set()  # runtime/c sources of the kernels called (op facts)
+        self.files: set[str] = set()  # compiler/runtime sources of the kernels called (op facts)
         self.features: set[str] = set()  # macros for tvc_prefix.h: optional kernel paths
         self.replaced: set[str] = set()  # constants a kernel reads in another layout instead
         self.index = -1

@@ -74,7 +74,7 @@ class LowerCtx(Protocol):
     def scratch_bytes(self) -> int: ...
 
     def call(self, kernel: str, *args: str) -> str:
-        """A portable kernel call (its runtime/c sources come from the op's facts)."""
+        """A portable kernel call (its compiler/runtime sources come from the op's facts)."""
         ...
 
     def uses_kernels(self) -> None:

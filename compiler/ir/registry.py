@@ -107,7 +107,7 @@ class OpDef:
     # input's bytes under another shape; "own": a buffer of its own
     memory: str = "own"
     quant: Quant = NOT_QUANTIZED
-    # the runtime/c sources its portable kernels live in
+    # the compiler/runtime sources its portable kernels live in
     kernels: tuple[str, ...] = ()
     # spatial ops: constant input index -> (name suffix, transpose) of its data when the op
     # goes from NCHW to NHWC (conv weights OIHW -> OHWI)

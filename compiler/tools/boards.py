@@ -1,15 +1,16 @@
-"""Boards: one TOML file each in boards/ (CPU, flags, memory regions, emulator twin)."""
+"""Boards: one TOML file each in compiler/boards/ (CPU, flags, memory regions, emulator twin)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import tomllib
 
 from compiler.errors import UsageError
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+BOARDS_DIR = Path(str(resources.files("compiler") / "boards"))  # package data
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,7 @@ def dw3x3_weights(w: np.ndarray) -> np.ndarray:
 @lowering("conv2d", "portable", applies=_dw3x3_special)
 def conv2d_dw3x3_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The layer's own 3x3 depthwise kernel: its shape, zero point and clamp as constants, taps
-    at immediate offsets, four channels per word (runtime/c/tvc_special.h)."""
+    at immediate offsets, four channels per word (compiler/runtime/tvc_special.h)."""
     if ctx.optimize != "speed":
         return conv2d_portable(ctx, node)
     low = Lowered()
@@ -457,7 +457,7 @@ def _winograd_scratch(graph: Graph, node: Node) -> int:
 @lowering("conv2d", "portable", applies=_winograd_special, scratch=_winograd_scratch)
 def conv2d_winograd(ctx: LowerCtx, node: Node) -> Lowered:
     """Integer Winograd F(2x2, 3x3) (--optimize speed): 16 multiplies per tile and channel
-    instead of 36, exact where winograd_proof holds (runtime/c/tvc_special.h)."""
+    instead of 36, exact where winograd_proof holds (compiler/runtime/tvc_special.h)."""
     if ctx.optimize != "speed":
         return conv2d_portable(ctx, node)
     low = Lowered()
@@ -496,7 +496,7 @@ def conv2d_winograd(ctx: LowerCtx, node: Node) -> Lowered:
 @lowering("conv2d", "portable", applies=_conv16_special, scratch=_portable_scratch)
 def conv2d_conv16_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The layer's own convolution: shape, zero point and clamp as constants, the window as
-    int16 columns of two pixels, SMLAD on prepacked weights (runtime/c/tvc_special.h)."""
+    int16 columns of two pixels, SMLAD on prepacked weights (compiler/runtime/tvc_special.h)."""
     if ctx.optimize != "speed":
         return conv2d_portable(ctx, node)
     low = Lowered()

@@ -215,7 +215,7 @@ def _special_applies(graph: Graph, node: Node) -> bool:
 )
 def conv_rnnpool_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The band loop of the shared kernel with the layer's own RNNPool row function, in which
-    the parameter struct is a constant (runtime/c/tvc_special.h)."""
+    the parameter struct is a constant (compiler/runtime/tvc_special.h)."""
     if ctx.optimize != "speed":
         return conv_rnnpool_portable(ctx, node)
     low = Lowered()

@@ -205,7 +205,7 @@ def dense16_weights(w: np.ndarray) -> np.ndarray:
 def dense_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The layer's own fully connected kernel (--optimize speed): shapes and clamp as
     constants, the input row once in int16, SMLAD on prepacked weights, four rows at a time
-    (runtime/c/tvc_special.h)."""
+    (compiler/runtime/tvc_special.h)."""
     if ctx.optimize != "speed":
         return dense_portable(ctx, node)
     low = Lowered()

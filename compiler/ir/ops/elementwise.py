@@ -281,7 +281,7 @@ def _add_rqc(graph: Graph, node: Node) -> np.ndarray | None:
 @lowering("sub", "portable", applies=lambda g, n: _add_rqc(g, n) is not None)
 def add_lut_special(ctx: LowerCtx, node: Node) -> Lowered:
     """--optimize speed: each input's scaling as a 256-entry table, the output's requantization
-    precomputed (runtime/c/tvc_special.h); bit-exact with TFLite's Add."""
+    precomputed (compiler/runtime/tvc_special.h); bit-exact with TFLite's Add."""
     if ctx.optimize != "speed":
         return _binary_portable(ctx, node)
     low = Lowered()

@@ -1,7 +1,7 @@
 """RNNPool (Saha et al., NeurIPS 2020): two FastGRNNs summarize each patch of a feature map.
 
 The contract is docs/rnnpool.md. The float reference is vectorized over every patch at once;
-the integer reference is the arithmetic of runtime/c/tvc_rnnpool.c step for step:
+the integer reference is the arithmetic of compiler/runtime/tvc_rnnpool.c step for step:
 
 - weights int16 at power-of-two exponents, hidden states int16 at e_h1 / e_h2 (`state_exps`),
   biases int32 in Q11 (the pre-activation format); the input and output are int8 or int16,

@@ -1,5 +1,5 @@
-/* RNNPool's kernel bodies (runtime/c/tvc_rnnpool.c), shared by the library functions and by
- * the per-layer specialized RNNPool of --optimize speed (runtime/c/tvc_special.h), which
+/* RNNPool's kernel bodies (compiler/runtime/tvc_rnnpool.c), shared by the library functions and by
+ * the per-layer specialized RNNPool of --optimize speed (compiler/runtime/tvc_special.h), which
  * defines TVC_RNN_INLINE as always-inline before including this: the layer's parameter struct
  * is then a constant whose fields (hidden sizes, shifts, patch geometry) GCC folds into the
  * code, unrolling the short U h products. */

@@ -125,3 +125,29 @@ def test_float32_tflite_is_quantized_by_tvc(tmp_path) -> None:
     np.save(calib, rng.uniform(-1, 1, (16, 12, 12, 3)).astype(np.float32))
     out = compile_for_tests(path, tmp_path / "out", calib=str(calib))
     assert_c_bit_exact(out, n=3)
+
+
+def _without_names(blob: bytes) -> bytes:
+    """The same model with every tensor name left out (as in TFLite Micro's test models)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(blob, 0))
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            t.name = None
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_tensors_without_names_are_named(tmp_path, tflite_file) -> None:
+    from c_oracles import assert_c_bit_exact, assert_tflite_bit_exact, compile_for_tests
+
+    blob = _without_names(tflite_file("add_concat").read_bytes())
+    path = tmp_path / "unnamed.tflite"
+    path.write_bytes(blob)
+    g = load_tflite(path)
+    assert g.inputs == ["t0"] and all(n.startswith("t") for n in g.tensors)
+    assert_tflite_bit_exact(blob, run_passes(g), n=8)
+    assert_c_bit_exact(compile_for_tests(path, tmp_path / "out", calib=None), n=3)

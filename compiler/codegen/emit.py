@@ -67,7 +67,9 @@ def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object
 
 
 def io_context(graph: Graph, plan: Plan, name: str) -> dict[str, object]:
-    """What every template that calls the model needs: names, inputs, outputs, the call."""
+    """What every runner that calls the model needs (host main, probe firmware): names,
+    inputs, outputs, the call. The runners' buffers are `tvc_io_<tensor>`, so that no tensor name
+    (`t0`, `in`, `main`, ...) can collide with the runner's own identifiers."""
     inputs = [_io(graph, plan, i, True) for i in graph.inputs]
     outputs = [_io(graph, plan, o, False) for o in graph.outputs]
     return {
@@ -75,7 +77,7 @@ def io_context(graph: Graph, plan: Plan, name: str) -> dict[str, object]:
         "NAME": name.upper(),
         "inputs": inputs,
         "outputs": outputs,
-        "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
+        "arg_names": ", ".join(f"tvc_io_{t['c']}" for t in inputs + outputs),
     }
 
 

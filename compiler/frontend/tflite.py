@@ -45,6 +45,8 @@ class TFLiteImporter:
                 f"{path}: not a valid TFLite model ({e})",
                 "check that the file was copied completely",
             ) from None
+        self._names: dict[int, str] = {}  # tensor index -> IR name
+        self._taken: set[str] = set()
         name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "model"
         self.graph = Graph(
             name if not name[0].isdigit() else "m_" + name,
@@ -57,7 +59,21 @@ class TFLiteImporter:
 
     # --- tensors -------------------------------------------------------------------------------
     def tname(self, index: int) -> str:
-        return self.sg.Tensors(index).Name().decode() or f"t{index}"
+        """The tensor's IR name: its own when it has a usable one, else `t<index>` (TFLite Micro's
+        test models leave names out); a name another tensor already took gets `#<index>`."""
+        if index in self._names:
+            return self._names[index]
+        raw = self.sg.Tensors(index).Name()
+        try:
+            name = raw.decode() if raw else ""
+        except UnicodeDecodeError:
+            name = ""
+        name = name or f"t{index}"
+        if name in self._taken:
+            name = f"{name}#{index}"
+        self._names[index] = name
+        self._taken.add(name)
+        return name
 
     def tensor(self, index: int) -> str:
         """Import tensor `index` (once) and return its IR name."""

@@ -6,6 +6,7 @@ renamed into place at the end.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import tempfile
@@ -221,57 +222,82 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
         verify_plan(q, plan)
     precheck(q, plan, report)
     regions = tuple((r.name, r.section) for r in extras)
-    generated = emit_c(
-        q,
-        plan,
-        name,
-        Path(opts.model).name,
-        str(details.get("scheme")),
-        regions,
-        opts.kernels,
-        scratch,
-        opts.optimize,
-    )
-    report["kernels"] = opts.kernels
-    report["optimize"] = opts.optimize
-    report["ram"]["regions"] = {  # type: ignore[index]
-        r.name: {"arena_bytes": sz, "size_bytes": r.size, "section": r.section}
-        for r, sz in zip(extras, plan.region_sizes, strict=False)
-        if sz > 0
-    }
-    report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
-    report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
-    report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
-    if staged.candidates:  # what running every layer whole would take, for comparison
-        lw = staged.layerwise
-        assert lw is not None
-        report["ram"]["patchwise"] = {  # type: ignore[index]
-            "regions": [
-                f"{lw.nodes[r.conv].label} + {lw.nodes[r.pool].label}: band of {r.band_rows} rows"
-                for r in staged.candidates
-            ],
-            "used": q is not lw,
-            "arena_bytes": staged.tiled.size,
-            "layerwise_arena_bytes": staged.whole.size,
+    # --optimize speed within the flash budget: when its per-layer kernels do not fit, the
+    # shared kernels (--optimize size) are tried before giving up, and the report says so
+    modes = [opts.optimize, *(["size"] if opts.optimize == "speed" else [])]
+    base = copy.deepcopy(report)
+    for attempt, mode in enumerate(modes):
+        report = copy.deepcopy(base)
+        last = attempt == len(modes) - 1
+        generated = emit_c(
+            q,
+            plan,
+            name,
+            Path(opts.model).name,
+            str(details.get("scheme")),
+            regions,
+            opts.kernels,
+            scratch,
+            mode,
+        )
+        report["kernels"] = opts.kernels
+        report["optimize"] = mode
+        report["ram"]["regions"] = {  # type: ignore[index]
+            r.name: {"arena_bytes": sz, "size_bytes": r.size, "section": r.section}
+            for r, sz in zip(extras, plan.region_sizes, strict=False)
+            if sz > 0
         }
-    report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
-    report["sources"] = generated.sources
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for fname, text in generated.files.items():
-            (tmp / fname).write_text(text)
-        (tmp / f"{name}.tvcir").write_text(print_graph(q, full=True))
-        measure(tmp, q, board, plan, report)
-        write_report(tmp / "report.json", report)
-        (tmp / "summary.txt").write_text(summary_text(report))
-        check_budget(report, q, plan)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        report["ram"]["arena_bytes"] = plan.size  # type: ignore[index]
+        report["ram"]["lower_bound_bytes"] = plan.lower_bound  # type: ignore[index]
+        report["ram"]["naive_bytes"] = plan.naive  # type: ignore[index]
+        if staged.candidates:  # what running every layer whole would take, for comparison
+            lw = staged.layerwise
+            assert lw is not None
+            report["ram"]["patchwise"] = {  # type: ignore[index]
+                "regions": [
+                    f"{lw.nodes[r.conv].label} + {lw.nodes[r.pool].label}: "
+                    f"band of {r.band_rows} rows"
+                    for r in staged.candidates
+                ],
+                "used": q is not lw,
+                "arena_bytes": staged.tiled.size,
+                "layerwise_arena_bytes": staged.whole.size,
+            }
+        report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
+        report["sources"] = generated.sources
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for fname, text in generated.files.items():
+                (tmp / fname).write_text(text)
+            (tmp / f"{name}.tvcir").write_text(print_graph(q, full=True))
+            try:
+                measure(tmp, q, board, plan, report)
+                flash = report["flash"]
+                over = flash["total_bytes"] > flash["budget_bytes"]  # type: ignore[index, operator]
+            except BudgetError:  # the link itself overflowed the board's flash
+                if last:
+                    raise
+                over, flash = True, {"total_bytes": None}
+            if over and not last:
+                base["optimize_note"] = (
+                    f"--optimize {mode} needed "
+                    + (f"{flash['total_bytes']:,} B" if flash["total_bytes"] else "more")
+                    + f" of flash, over the {report['flash']['budget_bytes']:,} B budget: "  # type: ignore[index]
+                    f"compiled with --optimize {modes[attempt + 1]}"
+                )
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            write_report(tmp / "report.json", report)
+            (tmp / "summary.txt").write_text(summary_text(report))
+            check_budget(report, q, plan)
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        break
     return out, report
 
 

@@ -361,3 +361,30 @@ def test_missing_cross_toolchain_is_exit_6_with_the_install_line(compiled, tmp_p
     r = tvc("run", compiled["detector"], "--input", tmp_path / "x.npy", "--engine", "qemu", env=env)
     assert r.returncode == 6, r.stderr
     assert "not found" in r.stderr and "apt-get install" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_optimize_speed_stays_within_the_flash_budget(exported, calib, tmp_path) -> None:
+    """--optimize speed's packed weights cost flash; when they would not fit the budget, the
+    compile falls back to --optimize size (same bits) and says so, instead of failing."""
+
+    def build(tag: str, optimize: str = "speed", flash: str | None = None) -> dict:  # type: ignore[type-arg]
+        opts = CompileOptions(
+            model=str(exported("detector")),
+            target="stm32f439",
+            out=str(tmp_path / tag),
+            calib=str(calib / "calib.npy"),
+            optimize=optimize,
+            flash=flash,
+        )
+        return compile_model(opts)[1]
+
+    speed, size = build("speed"), build("size", "size")
+    fs, fz = speed["flash"]["total_bytes"], size["flash"]["total_bytes"]
+    assert speed["optimize"] == "speed" and "optimize_note" not in speed and fs > fz
+    between = build("between", flash=str((fs + fz) // 2))
+    assert between["optimize"] == "size" and between["flash"]["total_bytes"] == fz
+    assert f"{fs:,} B of flash" in between["optimize_note"]
+    assert (
+        "optimize size (--optimize speed needed"
+        in (tmp_path / "between" / "summary.txt").read_text()
+    )

@@ -53,6 +53,9 @@ def summary_text(report: dict[str, object]) -> str:
         f"quant    {report['quant']}",
         f"layers   {len(layers)} nodes, {sum(int(r['macs']) for r in layers):,} MACs",  # type: ignore[call-overload, index, union-attr]
     ]
+    if "optimize" in report:
+        note = report.get("optimize_note")
+        lines.append(f"optimize {report['optimize']}" + (f" ({note})" if note else ""))
     ram, flash = report.get("ram") or {}, report.get("flash") or {}
     if "peak_bytes" in ram:  # type: ignore[operator]
         lines.append(

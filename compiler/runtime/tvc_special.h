@@ -283,6 +283,50 @@ static TVC_ALWAYS_INLINE void tvc_store2_s8(int8_t *y, int32_t v0, int32_t v1, c
     }
 }
 
+/* two pixels (a, b) x two output channels (0, 1) over K4 fours of interleaved int16 columns
+ * and packed weights, added to the four sums; returns the weights past the K4 fours. The
+ * inner loop of the convolution and of Winograd's per-position products. */
+static TVC_ALWAYS_INLINE const int32_t *tvc_dot2x2_16(const int16_t *col, const int32_t *w, const int32_t K4,
+                                                      int32_t *pa0, int32_t *pa1, int32_t *pb0, int32_t *pb1) {
+    int32_t a0 = *pa0, a1 = *pa1, b0 = *pb0, b1 = *pb1;
+#if defined(__ARM_FEATURE_DSP)
+    const int16_t *c = col;
+    const int16_t *const end = col + 8 * K4;
+    while (c < end) { /* 16 MACs: four LDRDs, eight SMLADs */
+        int32_t ca02, ca13, cb02, cb13, w002, w013, w102, w113;
+        TVC_LDRD_INC(c, ca02, ca13);
+        TVC_LDRD_INC(c, cb02, cb13);
+        TVC_LDRD_INC(w, w002, w013);
+        TVC_LDRD_INC(w, w102, w113);
+        a0 = __smlad(ca02, w002, a0);
+        a0 = __smlad(ca13, w013, a0);
+        b0 = __smlad(cb02, w002, b0);
+        b0 = __smlad(cb13, w013, b0);
+        a1 = __smlad(ca02, w102, a1);
+        a1 = __smlad(ca13, w113, a1);
+        b1 = __smlad(cb02, w102, b1);
+        b1 = __smlad(cb13, w113, b1);
+    }
+#else
+    const int16_t *c = col;
+    for (int32_t k = 0; k < K4; ++k, c += 8, w += 4) {
+        for (int32_t h = 0; h < 2; ++h) {
+            const int32_t ca = tvc_load32(c + 2 * h), cb = tvc_load32(c + 4 + 2 * h);
+            const int32_t w0 = w[h], w1 = w[2 + h];
+            a0 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w0 + (ca >> 16) * (w0 >> 16);
+            b0 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w0 + (cb >> 16) * (w0 >> 16);
+            a1 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w1 + (ca >> 16) * (w1 >> 16);
+            b1 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w1 + (cb >> 16) * (w1 >> 16);
+        }
+    }
+#endif
+    *pa0 = a0;
+    *pa1 = a1;
+    *pb0 = b0;
+    *pb1 = b1;
+    return w;
+}
+
 /* all output channels of two pixels (b == a for a lone last pixel: its stores come first) */
 static TVC_ALWAYS_INLINE void tvc_conv16_pixels(const int16_t *col, const int32_t *w, const int32_t *bias,
                                                 const int32_t *rqc, int8_t *ya, int8_t *yb, const int32_t OC,
@@ -290,37 +334,7 @@ static TVC_ALWAYS_INLINE void tvc_conv16_pixels(const int16_t *col, const int32_
     for (int32_t oc = 0; oc < OC; oc += 2, bias += 2, rqc += 8) {
         int32_t a0 = bias[0], a1 = oc + 1 < OC ? bias[1] : 0;
         int32_t b0 = a0, b1 = a1;
-#if defined(__ARM_FEATURE_DSP)
-        const int16_t *c = col;
-        const int16_t *const end = col + 8 * K4;
-        while (c < end) { /* 16 MACs: four LDRDs, eight SMLADs */
-            int32_t ca02, ca13, cb02, cb13, w002, w013, w102, w113;
-            TVC_LDRD_INC(c, ca02, ca13);
-            TVC_LDRD_INC(c, cb02, cb13);
-            TVC_LDRD_INC(w, w002, w013);
-            TVC_LDRD_INC(w, w102, w113);
-            a0 = __smlad(ca02, w002, a0);
-            a0 = __smlad(ca13, w013, a0);
-            b0 = __smlad(cb02, w002, b0);
-            b0 = __smlad(cb13, w013, b0);
-            a1 = __smlad(ca02, w102, a1);
-            a1 = __smlad(ca13, w113, a1);
-            b1 = __smlad(cb02, w102, b1);
-            b1 = __smlad(cb13, w113, b1);
-        }
-#else
-        const int16_t *c = col;
-        for (int32_t k = 0; k < K4; ++k, c += 8, w += 4) {
-            for (int32_t h = 0; h < 2; ++h) {
-                const int32_t ca = tvc_load32(c + 2 * h), cb = tvc_load32(c + 4 + 2 * h);
-                const int32_t w0 = w[h], w1 = w[2 + h];
-                a0 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w0 + (ca >> 16) * (w0 >> 16);
-                b0 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w0 + (cb >> 16) * (w0 >> 16);
-                a1 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w1 + (ca >> 16) * (w1 >> 16);
-                b1 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w1 + (cb >> 16) * (w1 >> 16);
-            }
-        }
-#endif
+        w = tvc_dot2x2_16(col, w, K4, &a0, &a1, &b0, &b1);
         const int32_t two = oc + 1 < OC;
         const int32_t rb0 = tvc_rqc(rqc, b0), rb1 = two ? tvc_rqc(rqc + 4, b1) : 0;
         const int32_t ra0 = tvc_rqc(rqc, a0), ra1 = two ? tvc_rqc(rqc + 4, a1) : 0;
@@ -548,36 +562,7 @@ static TVC_ALWAYS_INLINE void tvc_wino_tiles(const int16_t *v, const int32_t *u,
         const int16_t *vi = v;
         for (int32_t i = 0; i < 16; ++i, vi += C4 * 8) {
             int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-#if defined(__ARM_FEATURE_DSP)
-            const int16_t *c = vi;
-            const int16_t *const end = vi + C4 * 8;
-            while (c < end) {
-                int32_t ca02, ca13, cb02, cb13, w002, w013, w102, w113;
-                TVC_LDRD_INC(c, ca02, ca13);
-                TVC_LDRD_INC(c, cb02, cb13);
-                TVC_LDRD_INC(u, w002, w013);
-                TVC_LDRD_INC(u, w102, w113);
-                a0 = __smlad(ca02, w002, a0);
-                a0 = __smlad(ca13, w013, a0);
-                b0 = __smlad(cb02, w002, b0);
-                b0 = __smlad(cb13, w013, b0);
-                a1 = __smlad(ca02, w102, a1);
-                a1 = __smlad(ca13, w113, a1);
-                b1 = __smlad(cb02, w102, b1);
-                b1 = __smlad(cb13, w113, b1);
-            }
-#else
-            for (int32_t k = 0; k < C4; ++k, u += 4) {
-                for (int32_t hh = 0; hh < 2; ++hh) {
-                    const int32_t ca = tvc_load32(vi + 8 * k + 2 * hh), cb = tvc_load32(vi + 8 * k + 4 + 2 * hh);
-                    const int32_t w0 = u[hh], w1 = u[2 + hh];
-                    a0 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w0 + (ca >> 16) * (w0 >> 16);
-                    b0 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w0 + (cb >> 16) * (w0 >> 16);
-                    a1 += (int16_t)(uint16_t)(uint32_t)ca * (int16_t)(uint16_t)(uint32_t)w1 + (ca >> 16) * (w1 >> 16);
-                    b1 += (int16_t)(uint16_t)(uint32_t)cb * (int16_t)(uint16_t)(uint32_t)w1 + (cb >> 16) * (w1 >> 16);
-                }
-            }
-#endif
+            u = tvc_dot2x2_16(vi, u, C4, &a0, &a1, &b0, &b1);
             m[0][i] = a0;
             m[1][i] = b0;
             m[2][i] = a1;

@@ -325,6 +325,28 @@ def dw3x3_weights(w: np.ndarray) -> np.ndarray:
     return np.where(words >= 1 << 31, words - (1 << 32), words).reshape(-1)
 
 
+def _special_tables(
+    ctx: LowerCtx, low: Lowered, node: Node, packed: np.ndarray, suffix: str
+) -> tuple[str, str, str]:
+    """What every per-layer conv kernel reads: its packed weights (which replace the OHWI
+    ones), the precomputed requantization, and the bias (a zero table when there is none;
+    an even count of entries, so that channel pairs may read one past an odd last channel).
+    Returns their C names."""
+    ins, outs = _tensors(ctx.graph, node)
+    p = conv_params(node, ins, outs)
+    oc = outs[0].shape[3]
+    ctx.replace(node.inputs[1])
+    w = low.table(f"{ctx.name}_{suffix}", "int32_t", packed)
+    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
+    b = np.zeros(oc + oc % 2, np.int64)
+    if len(node.inputs) > 2:
+        assert ins[2].data is not None
+        b[:oc] = ins[2].data
+        ctx.replace(node.inputs[2])  # read from the copy below
+    ctx.feature("TVC_SPECIAL")
+    return w, rqc, low.table(f"{ctx.name}_bias", "int32_t", b)
+
+
 @lowering("conv2d", "portable", applies=_dw3x3_special)
 def conv2d_dw3x3_special(ctx: LowerCtx, node: Node) -> Lowered:
     """The layer's own 3x3 depthwise kernel: its shape, zero point and clamp as constants, taps
@@ -339,14 +361,7 @@ def conv2d_dw3x3_special(ctx: LowerCtx, node: Node) -> Lowered:
     _, oh, ow, _ = y.shape
     a = node.attrs
     assert w.data is not None
-    ctx.replace(node.inputs[1])
-    w16 = low.table(f"{ctx.name}_w16", "int32_t", dw3x3_weights(w.data))
-    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
-    if len(node.inputs) > 2:
-        bias = ctx.ptr(node.inputs[2])
-    else:
-        bias = low.table(f"{ctx.name}_bias", "int32_t", np.zeros(c, np.int64))
-    ctx.feature("TVC_SPECIAL")
+    w16, rqc, bias = _special_tables(ctx, low, node, dw3x3_weights(w.data), "w16")
     fn = f"{ctx.name}_pixel"
     low.decls.append(
         f"static TVC_NOINLINE void {fn}(const int8_t *x, const int32_t *w, const int32_t *b, "
@@ -467,16 +482,7 @@ def conv2d_winograd(ctx: LowerCtx, node: Node) -> Lowered:
     _, h, wd, c = x.shape
     _, oh, ow, oc = y.shape
     assert w.data is not None
-    ctx.replace(node.inputs[1])
-    u = low.table(f"{ctx.name}_u", "int32_t", winograd_weights(w.data))
-    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
-    b = np.zeros(oc + oc % 2, np.int64)
-    if len(node.inputs) > 2:
-        assert ins[2].data is not None
-        b[:oc] = ins[2].data
-        ctx.replace(node.inputs[2])  # read from the padded copy below
-    bias = low.table(f"{ctx.name}_bias", "int32_t", b)
-    ctx.feature("TVC_SPECIAL")
+    u, rqc, bias = _special_tables(ctx, low, node, winograd_weights(w.data), "u")
     fn = f"{ctx.name}_tiles"
     low.decls.append(
         f"static TVC_NOINLINE void {fn}(const int16_t *v, int8_t *ya, int8_t *yb, int32_t rows, "
@@ -508,14 +514,7 @@ def conv2d_conv16_special(ctx: LowerCtx, node: Node) -> Lowered:
     kh, kw = node.attrs["kernel"]  # type: ignore[misc]
     k4 = (kh * kw * c + 3) // 4
     assert w.data is not None
-    ctx.replace(node.inputs[1])
-    w16 = low.table(f"{ctx.name}_w16", "int32_t", conv16_weights(w.data))
-    rqc = low.table(f"{ctx.name}_rqc", "int32_t", np.array(p.rqc, np.int64))
-    if len(node.inputs) > 2:
-        bias = ctx.ptr(node.inputs[2])
-    else:
-        bias = low.table(f"{ctx.name}_bias", "int32_t", np.zeros(oc, np.int64))
-    ctx.feature("TVC_SPECIAL")
+    w16, rqc, bias = _special_tables(ctx, low, node, conv16_weights(w.data), "w16")
     fn = f"{ctx.name}_pixels"
     low.decls.append(
         f"static TVC_NOINLINE void {fn}(const int16_t *col, const int32_t *w, const int32_t *b, "

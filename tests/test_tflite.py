@@ -151,3 +151,31 @@ def test_tensors_without_names_are_named(tmp_path, tflite_file) -> None:
     assert g.inputs == ["t0"] and all(n.startswith("t") for n in g.tensors)
     assert_tflite_bit_exact(blob, run_passes(g), n=8)
     assert_c_bit_exact(compile_for_tests(path, tmp_path / "out", calib=None), n=3)
+
+
+def test_int16x8_tflite_is_refused_with_what_to_do(tmp_path) -> None:
+    """TFLite's 16x8 scheme (int16 activations) is refused as what it is (exit 3), not a C
+    compile failure."""
+    import keras
+    import tensorflow as tf
+    from helpers import tvc
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu")(inp)))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: (
+        [rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)] for _ in range(8)
+    )
+    conv.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+    path = tmp_path / "a16w8.tflite"
+    path.write_bytes(conv.convert())
+    r = tvc("compile", path, "--target", "mps2-an386", "--out", tmp_path / "out")
+    assert r.returncode == 3, r.stderr
+    assert "16x8 scheme" in r.stderr and "TFLITE_BUILTINS_INT8" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()

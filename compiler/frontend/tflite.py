@@ -94,6 +94,13 @@ class TFLiteImporter:
             data = np.frombuffer(buf.DataAsNumpy().tobytes(), np_dtype).reshape(shape).copy()
             data.setflags(write=False)
         q = t.Quantization()
+        if dtype == "i16" and data is None and q is not None and q.ScaleLength() > 0:
+            raise ModelError(
+                f"{self.path}: tensor {name!r} is an int16 activation: this file uses TFLite's "
+                "16x8 scheme (int16 activations, int8 weights), which tvc does not import",
+                "convert with TFLITE_BUILTINS_INT8 (int8 activations), or give tvc the float "
+                "model: --quant seedot --bits 16 gives 16-bit activations",
+            )
         qparams = None
         if q is not None and q.ScaleLength() > 0:
             scales = tuple(float(s) for s in q.ScaleAsNumpy())

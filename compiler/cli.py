@@ -27,6 +27,7 @@ from compiler.ir.boundary import (
 )
 from compiler.ir.interpreter import run_graph
 from compiler.ir.lowering import BACKENDS
+from compiler.ir.tensor import QUANTIZED_DTYPES
 from compiler.ir.text import print_graph
 from compiler.passes.manager import STAGES, run_passes
 from compiler.passes.plan import plan_text
@@ -208,7 +209,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     graph = _load(args)
-    quantized = any(t.dtype in ("i8", "i16") for t in graph.tensors.values() if not t.is_const)
+    quantized = any(t.dtype in QUANTIZED_DTYPES for t in graph.tensors.values() if not t.is_const)
     if args.engine == "float" and quantized:
         raise UsageError(f"{args.model}: this model is quantized; run it with --engine int")
     if args.engine in ("int", "host") and not quantized:

@@ -20,6 +20,7 @@ from compiler.errors import BudgetError, UsageError
 from compiler.frontend.loader import load_model
 from compiler.ir.graph import Graph
 from compiler.ir.lowering import BACKENDS
+from compiler.ir.tensor import QUANTIZED_DTYPES
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify, verify_lowerable, verify_quantized
 from compiler.passes.dead_channels import eliminate_dead_channels
@@ -72,7 +73,7 @@ def quantize(
     graph: Graph, opts: CompileOptions
 ) -> tuple[Graph, dict[str, object] | None, dict[str, object]]:
     """(quantized graph, accuracy or None, quant details). Imported int8 graphs pass through."""
-    if any(graph.tensors[i].dtype in ("i8", "i16") for i in graph.inputs):
+    if any(graph.tensors[i].dtype in QUANTIZED_DTYPES for i in graph.inputs):
         return graph, None, {"scheme": "imported"}
     samples = load_samples(graph, opts.calib, mean=opts.mean, std=opts.std)
     val = (

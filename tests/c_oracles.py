@@ -34,7 +34,7 @@ def integer_samples(graph: Graph, n: int, seed: int) -> list[dict[str, np.ndarra
         feeds = {}
         for i in graph.inputs:
             t = graph.tensors[i]
-            lo, hi = (-128, 128) if t.dtype == "i8" else (-4000, 4000)
+            lo, hi = {"i8": (-128, 128), "u8": (0, 256)}.get(t.dtype, (-4000, 4000))
             feeds[i] = rng.integers(lo, hi, t.shape).astype(DTYPES[t.dtype])
         out.append(feeds)
     return out

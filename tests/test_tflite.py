@@ -179,3 +179,45 @@ def test_int16x8_tflite_is_refused_with_what_to_do(tmp_path) -> None:
     assert r.returncode == 3, r.stderr
     assert "16x8 scheme" in r.stderr and "TFLITE_BUILTINS_INT8" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_uint8_input_and_output_tflite(tmp_path) -> None:
+    """Keras → TFLiteConverter with uint8 input and output (the microTVM Arduino tutorial's
+    flow): the QUANTIZE edges are imported, bit-exact with tf.lite's reference kernels, and the
+    C API takes and returns uint8_t, bit-exact on the host and the Cortex-M4 twin."""
+    import keras
+    import tensorflow as tf
+    from c_oracles import assert_c_bit_exact, compile_for_tests
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((10, 10, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    model = keras.Model(inp, L.Dense(4, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(-1, 1, (1, 10, 10, 3)).astype(np.float32) for _ in range(32)]
+    conv.representative_dataset = lambda: ([c] for c in calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.uint8
+    blob = conv.convert()
+    path = tmp_path / "u8.tflite"
+    path.write_bytes(blob)
+    g = run_passes(load_tflite(path))
+    assert g.tensors[g.inputs[0]].dtype == "u8" and g.tensors[g.outputs[0]].dtype == "u8"
+    interp = reference_interpreter(blob)
+    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+    for _ in range(N_INPUTS):
+        xv = rng.integers(0, 256, i["shape"]).astype(np.uint8)
+        interp.set_tensor(i["index"], xv)
+        interp.invoke()
+        ours = run_graph(g, {g.inputs[0]: xv})[g.outputs[0]]
+        assert ours.dtype == np.uint8
+        np.testing.assert_array_equal(ours, interp.get_tensor(o["index"]))
+    out = compile_for_tests(path, tmp_path / "out", calib=None)
+    assert_c_bit_exact(out, n=4)
+    header = (out / "u8.h").read_text()
+    assert "int u8_run(const uint8_t *" in header and "uint8_t *statefulpartitionedcall" in header

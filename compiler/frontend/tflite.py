@@ -24,6 +24,7 @@ TFL_DTYPES = {
     2: ("i32", np.int32),
     4: ("i64", np.int64),
     9: ("i8", np.int8),
+    3: ("u8", np.uint8),  # only at the edges: QUANTIZE to and from int8
     7: ("i16", np.int16),
     6: ("bool", np.bool_),
 }

@@ -9,6 +9,7 @@ import numpy as np
 from compiler.errors import UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.ops.quant_ops import dequantize_int, quantize_int
+from compiler.ir.tensor import QUANTIZED_DTYPES
 
 NHWC_PERM = (0, 2, 3, 1)  # physical NHWC = logical NCHW.transpose(NHWC_PERM)
 
@@ -105,7 +106,7 @@ def quantize_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
     out = {}
     for k, v in feeds.items():
         t = graph.tensors[k]
-        if t.dtype in ("i8", "i16") and np.asarray(v).dtype.kind == "f":
+        if t.dtype in QUANTIZED_DTYPES and np.asarray(v).dtype.kind == "f":
             out[k] = quantize_int(None, [np.asarray(v, np.float32)], [t.copy(dtype="f32")], [t])[0]  # type: ignore[arg-type]
         else:
             out[k] = v
@@ -115,7 +116,7 @@ def quantize_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.
 def dequantize_outputs(graph: Graph, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         k: dequantize_int(None, [v], [graph.tensors[k]], [])[0]
-        if graph.tensors[k].dtype in ("i8", "i16")
+        if graph.tensors[k].dtype in QUANTIZED_DTYPES
         else v  # type: ignore[arg-type]
         for k, v in outs.items()
     }

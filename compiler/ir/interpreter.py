@@ -9,12 +9,12 @@ import numpy as np
 from compiler.errors import UsageError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import get_op
-from compiler.ir.tensor import DTYPES, Tensor
+from compiler.ir.tensor import DTYPES, QUANTIZED_DTYPES, Tensor
 
 
 def is_integer_node(ins: list[Tensor], outs: list[Tensor]) -> bool:
     """Quantized nodes (int8/int16 data in or out) run their integer reference."""
-    return any(t.dtype in ("i8", "i16") for t in [*ins[:1], *outs])
+    return any(t.dtype in QUANTIZED_DTYPES for t in [*ins[:1], *outs])
 
 
 def check_feeds(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 from compiler.errors import TvcError
 from compiler.ir.graph import Graph, Node
 
-C_TYPES = {"i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t"}
+C_TYPES = {"i8": "int8_t", "u8": "uint8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t"}
 SUFFIX = {"i8": "s8", "i16": "s16"}  # kernel name suffix by element type
 BYTES = {"i8": "b1", "i16": "b2"}  # data movement kernels by element size
 

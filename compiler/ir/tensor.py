@@ -9,12 +9,15 @@ import numpy as np
 DTYPES: dict[str, np.dtype] = {
     "f32": np.dtype(np.float32),
     "i8": np.dtype(np.int8),
+    "u8": np.dtype(np.uint8),
     "i16": np.dtype(np.int16),
     "i32": np.dtype(np.int32),
     "i64": np.dtype(np.int64),
     "bool": np.dtype(np.bool_),
 }
 NP_TO_DTYPE: dict[np.dtype, str] = {v: k for k, v in DTYPES.items()}
+# integer codes with quantization parameters; uint8 only at a TFLite model's edges
+QUANTIZED_DTYPES = ("i8", "i16", "u8")
 LAYOUTS = ("NCHW", "NHWC")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from compiler.errors import IRError
 from compiler.ir.graph import Graph
 from compiler.ir.registry import TType, check_attrs, get_op, select_rule
+from compiler.ir.tensor import QUANTIZED_DTYPES
 
-QUANTIZED = ("i8", "i16")
+QUANTIZED = QUANTIZED_DTYPES
 
 
 def verify(graph: Graph, where: str = "") -> None:

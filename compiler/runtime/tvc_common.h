@@ -346,6 +346,8 @@ void TVC_FN(lut_s8)(int32_t count, const int8_t *table, const int8_t *in, int8_t
 void TVC_FN(interp_s16)(int32_t count, const int32_t *table, int32_t table_bits, const int16_t *in, int16_t *out);
 void TVC_FN(requant_s8)(const tvc_requant_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(requant_s16)(const tvc_requant_t *p, const int16_t *in, int16_t *out);
+void TVC_FN(requant_u8_s8)(const tvc_requant_t *p, const uint8_t *in, int8_t *out);
+void TVC_FN(requant_s8_u8)(const tvc_requant_t *p, const int8_t *in, uint8_t *out);
 void TVC_FN(gather_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);
 void TVC_FN(gather_b2)(const tvc_strided_t *p, const int16_t *in, int16_t *out);
 void TVC_FN(scatter_b1)(const tvc_strided_t *p, const int8_t *in, int8_t *out);

@@ -28,3 +28,6 @@ void TVC_FN(interp_s16)(int32_t count, const int32_t *table, int32_t table_bits,
 
 void TVC_FN(requant_s8)(const tvc_requant_t *p, const int8_t *in, int8_t *out) { TVC_REQUANT_BODY(int8_t) }
 void TVC_FN(requant_s16)(const tvc_requant_t *p, const int16_t *in, int16_t *out) { TVC_REQUANT_BODY(int16_t) }
+/* the uint8 edges of a TFLite model with uint8 input or output */
+void TVC_FN(requant_u8_s8)(const tvc_requant_t *p, const uint8_t *in, int8_t *out) { TVC_REQUANT_BODY(int8_t) }
+void TVC_FN(requant_s8_u8)(const tvc_requant_t *p, const int8_t *in, uint8_t *out) { TVC_REQUANT_BODY(uint8_t) }

@@ -392,7 +392,9 @@ def softmax_int(
 # --- lowering ------------------------------------------------------------------------------
 
 
-def requant_portable(ctx: LowerCtx, node: Node, p: RequantParams) -> Lowered:
+def requant_portable(
+    ctx: LowerCtx, node: Node, p: RequantParams, kernel: str | None = None
+) -> Lowered:
     low = Lowered()
     x, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
     fields: dict[str, object] = {
@@ -405,7 +407,8 @@ def requant_portable(ctx: LowerCtx, node: Node, p: RequantParams) -> Lowered:
         "act_max": p.act_max,
         "requant": "TVC_RQ_MULT",
     }
-    return struct_call(ctx, low, node, "tvc_requant_t", fields, f"requant_{SUFFIX[y.dtype]}")
+    kernel = kernel or f"requant_{SUFFIX[y.dtype]}"
+    return struct_call(ctx, low, node, "tvc_requant_t", fields, kernel)
 
 
 def _tensors(ctx: LowerCtx, node: Node) -> tuple[list[Tensor], list[Tensor]]:

@@ -221,3 +221,44 @@ def test_uint8_input_and_output_tflite(tmp_path) -> None:
     assert_c_bit_exact(out, n=4)
     header = (out / "u8.h").read_text()
     assert "int u8_run(const uint8_t *" in header and "uint8_t *statefulpartitionedcall" in header
+
+
+def _quantized_dimension_out_of_range(blob: bytes) -> bytes:
+    """An older converter's per-channel file: the biases' quantized_dimension points past their
+    one axis. tf.lite refuses such files; TFLite Micro runs them."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(blob, 0))
+    for sg in m.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if q is not None and q.scale is not None and len(q.scale) > 1 and len(t.shape) == 1:
+                q.quantizedDimension = 3
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_old_per_channel_file_that_tf_lite_refuses(tmp_path, tflite_file) -> None:
+    """TFLite Micro is the oracle where tf.lite refuses the file: the integer interpreter and
+    the C on the host and the twin are bit-exact with it."""
+    import tensorflow as tf
+    from c_oracles import assert_c_bit_exact, compile_for_tests
+    from tflite_micro.python.tflite_micro import runtime
+
+    blob = _quantized_dimension_out_of_range(tflite_file("depthwise").read_bytes())
+    with pytest.raises(Exception, match="quantized_dimension"):
+        tf.lite.Interpreter(model_content=blob).allocate_tensors()
+    path = tmp_path / "old.tflite"
+    path.write_bytes(blob)
+    g = run_passes(load_tflite(path))
+    micro = runtime.Interpreter.from_bytes(blob, arena_size=1 << 20)
+    rng = np.random.default_rng(6)
+    for _ in range(16):
+        x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        micro.set_input(x, 0)
+        micro.invoke()
+        ours = run_graph(g, {g.inputs[0]: x})[g.outputs[0]]
+        np.testing.assert_array_equal(ours, np.asarray(micro.get_output(0)).reshape(ours.shape))
+    assert_c_bit_exact(compile_for_tests(path, tmp_path / "out", calib=None), n=3)

@@ -43,25 +43,33 @@ static inline int32_t tvc_ssub16(int32_t a, int32_t b) {
 #endif
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* int8 lanes of a word clamped byte by byte to [lo, hi]: SSUB8 sets GE per byte where the lane
+ * is >= the bound, SEL picks; a bound at the int8 limit costs nothing (lo, hi are constants) */
+static TVC_ALWAYS_INLINE int8x4_t tvc_clamp_bytes(int8x4_t b, const int32_t lo, const int32_t hi) {
+    if (lo > -128) {
+        const int8x4_t lo4 = (int8x4_t)((uint32_t)(uint8_t)lo * 0x01010101u);
+        (void)__ssub8(b, lo4);
+        b = (int8x4_t)__sel((uint8x4_t)b, (uint8x4_t)lo4);
+    }
+    if (hi < 127) {
+        const int8x4_t hi4 = (int8x4_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+        (void)__ssub8(b, hi4);
+        b = (int8x4_t)__sel((uint8x4_t)hi4, (uint8x4_t)b);
+    }
+    return b;
+}
+#endif
+
 /* four adjacent output channels: requantized sums clamped to [lo, hi] and stored as one word
  * (SSAT to int8, then a byte-wise max and min on the packed word with SSUB8/SEL) */
 static TVC_ALWAYS_INLINE void tvc_store4_s8(int8_t *y, int32_t v0, int32_t v1, int32_t v2, int32_t v3,
                                             const int32_t lo, const int32_t hi) {
 #if defined(__ARM_FEATURE_DSP)
-    const int8x4_t lo4 = (int8x4_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-    const int8x4_t hi4 = (int8x4_t)((uint32_t)(uint8_t)hi * 0x01010101u);
     const uint32_t s0 = tvc_ssat8(v0), s1 = tvc_ssat8(v1), s2 = tvc_ssat8(v2), s3 = tvc_ssat8(v3);
     const uint32_t p02 = (s0 & 0xFFFFu) | (s2 << 16); /* PKHBT */
     const uint32_t p13 = (s1 & 0xFFFFu) | (s3 << 16);
-    int8x4_t b = (int8x4_t)(__uxtb16(p02) | (__uxtb16(p13) << 8));
-    if (lo > -128) {
-        (void)__ssub8(b, lo4); /* GE per byte where b >= lo */
-        b = (int8x4_t)__sel((uint8x4_t)b, (uint8x4_t)lo4);
-    }
-    if (hi < 127) {
-        (void)__ssub8(b, hi4); /* GE per byte where b >= hi */
-        b = (int8x4_t)__sel((uint8x4_t)hi4, (uint8x4_t)b);
-    }
+    const int8x4_t b = tvc_clamp_bytes((int8x4_t)(__uxtb16(p02) | (__uxtb16(p13) << 8)), lo, hi);
     memcpy(y, &b, 4);
 #else
     y[0] = (int8_t)tvc_clamp32(v0, lo, hi);
@@ -261,17 +269,8 @@ static TVC_ALWAYS_INLINE void tvc_store2_s8(int8_t *y, int32_t v0, int32_t v1, c
                                             const int32_t lo, const int32_t hi) {
 #if defined(__ARM_FEATURE_DSP)
     if (two) {
-        const int8x4_t lo4 = (int8x4_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-        const int8x4_t hi4 = (int8x4_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-        int8x4_t b = (int8x4_t)((tvc_ssat8(v0) & 0xFFu) | ((tvc_ssat8(v1) & 0xFFu) << 8));
-        if (lo > -128) {
-            (void)__ssub8(b, lo4);
-            b = (int8x4_t)__sel((uint8x4_t)b, (uint8x4_t)lo4);
-        }
-        if (hi < 127) {
-            (void)__ssub8(b, hi4);
-            b = (int8x4_t)__sel((uint8x4_t)hi4, (uint8x4_t)b);
-        }
+        const int8x4_t b =
+            tvc_clamp_bytes((int8x4_t)((tvc_ssat8(v0) & 0xFFu) | ((tvc_ssat8(v1) & 0xFFu) << 8)), lo, hi);
         const uint16_t h = (uint16_t)(uint32_t)b;
         memcpy(y, &h, 2);
         return;

@@ -156,3 +156,69 @@ def test_dsp_paths_are_bit_exact_on_the_m4(
             np.testing.assert_array_equal(q[o], ref[o], err_msg=f"{name}: M4 vs interpreter")
             np.testing.assert_array_equal(h[o], ref[o], err_msg=f"{name}: host vs interpreter")
         assert any(np.any(ref[o] != ref[o].flat[0]) for o in graph.outputs), "constant output"
+
+
+class Clamped(nn.Module):
+    """Layers whose fused activation clamps inside the int8 range (set up below)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(4, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.c = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8 * 6 * 6, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c(torch.clamp(self.b(torch.relu(self.a(x))), 0.0, 0.1)))
+        return torch.relu(self.fc(torch.flatten(x, 1)))
+
+
+def test_activation_clamps_inside_the_int8_range(tmp_path: Path) -> None:
+    """The per-layer kernels clamp four (or two) outputs at once with SSUB8/SEL, and skip a bound
+    at the int8 limit. Calibrated ReLU outputs put the lower bound at -128, so here the output
+    zero points are moved up (ReLU's lower bound then lies inside the range) and a clip's scale
+    set so that its upper bound does too: the C must still be bit-exact with the interpreter."""
+    from compiler.compile import run_pipeline
+    from compiler.ir.tensor import QParams
+    from compiler.ir.text import print_graph
+
+    torch.manual_seed(5)
+    path = export(Clamped(), (1, 4, 6, 6), tmp_path / "clamped.onnx")
+    q = run_pipeline(
+        CompileOptions(model=str(path), target="mps2-an386", calib="random"), "quantize"
+    ).graph
+    moved = 0
+    for node in q.nodes:
+        if node.op in ("conv2d", "dense") and node.attrs.get("act") in ("relu", "relu6", "clip"):
+            y = q.tensors[node.outputs[0]]
+            s = y.qparams.scale[0] / 2  # type: ignore[union-attr]
+            if node.attrs["act"] == "clip":  # the clip's 0.1 lands on code -40 + 50
+                s = float(node.attrs["clip"][1]) / 50  # type: ignore[index]
+            y.qparams = QParams((s,), (-40,))
+            moved += 1
+        elif node.op == "reshape":  # moves codes: keeps its input's parameters
+            q.tensors[node.outputs[0]].qparams = q.tensors[node.inputs[0]].qparams
+    assert moved >= 3
+    ir = tmp_path / "clamped.tvcir"
+    ir.write_text(print_graph(q, full=True))
+    out = compile_model(
+        CompileOptions(model=str(ir), target="mps2-an386", out=str(tmp_path / "out"))
+    )[0]
+    code = "".join(p.read_text() for p in out.glob("*.c"))
+    assert "tvc_conv16_layer(" in code and "tvc_dw3x3_layer(" in code
+    graph = load_model(out)
+    rng = np.random.default_rng(2)
+    samples = [
+        {i: rng.integers(-128, 128, graph.tensors[i].shape).astype(np.int8) for i in graph.inputs}
+        for _ in range(6)
+    ]
+    on_m4, _ = run_qemu(out, graph, get_board("mps2-an386"), samples)
+    on_host = run_host(build_host(out, graph), graph, samples)
+    clamped = 0
+    for s, m4, h in zip(samples, on_m4, on_host, strict=True):
+        ref = run_graph(graph, s)
+        for o in graph.outputs:
+            np.testing.assert_array_equal(m4[o], ref[o])
+            np.testing.assert_array_equal(h[o], ref[o])
+            clamped += int(np.sum(ref[o] == -40))
+    assert clamped > 0, "no output at the lower bound: the clamp is not exercised"

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     ir.add_argument("--quant", default="affine", choices=("affine", "seedot"))
     ir.add_argument("--bits", default="8", choices=("8", "16", "auto"))
     ir.add_argument("--kernels", default="portable", choices=tuple(BACKENDS))
-    ir.add_argument("--input-in-arena", action="store_true")
+    _memory_options(ir)
     ir.add_argument("--full", action="store_true", help="print all constant data (parseable back)")
     ir.add_argument("--input-shape", action="append", metavar="NAME=DIMS", help=shape_help)
     ir.add_argument("-o", "--output", type=Path, help="write to a file instead of stdout")
@@ -116,12 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="speed: per-layer specialized kernels (shape constants compiled in, more flash); "
         "size: the shared kernels only (default: %(default)s)",
     )
-    comp.add_argument(
-        "--input-in-arena",
-        action="store_true",
-        help="place the input in the arena (firmware writes the frame to NAME_input(); "
-        "NAME_run copies a separate buffer in): layers may then reuse the frame's bytes",
-    )
+    _memory_options(comp)
 
     sub.add_parser("boards", help="list the boards tvc knows")
 
@@ -182,6 +177,44 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return run_passes(graph, args.after)
 
 
+def _share(text: str) -> float:
+    """A share of extra work: 0.2 or 20%."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share (0.2 or 20%)") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share from 0 to 10 (0.2 = 20%)")
+    return value
+
+
+def _memory_options(p: argparse.ArgumentParser) -> None:
+    """Where the planner may trade work and placement for RAM (README "Memory")."""
+    p.add_argument(
+        "--input-in-arena",
+        nargs="?",
+        const="yes",
+        default="auto",
+        choices=("auto", "yes", "no"),
+        help="place the input in the arena (firmware writes the frame to NAME_<input>_buffer(); "
+        "NAME_run copies a separate buffer in), so layers reuse the frame's bytes; "
+        "auto: where that lowers arena + I/O (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-recompute",
+        type=_share,
+        default=0.2,
+        metavar="SHARE",
+        help="patch-based stages: the first layers run band by band where that lowers the peak, "
+        "recomputing halo rows up to this share of the model's MACs; 0 turns them off "
+        "(default: 0.2 = 20%%)",
+    )
+
+
+def _in_arena(args: argparse.Namespace) -> bool | None:
+    return {"auto": None, "yes": True, "no": False}[args.input_in_arena]
+
+
 def cmd_ir(args: argparse.Namespace) -> int:
     if args.after in STAGES:
         text = print_graph(_load(args), full=args.full)
@@ -194,7 +227,8 @@ def cmd_ir(args: argparse.Namespace) -> int:
             bits=args.bits,
             input_shapes=parse_input_shapes(args.input_shape),
             kernels=args.kernels,
-            input_in_arena=args.input_in_arena,
+            input_in_arena=_in_arena(args),
+            max_recompute=args.max_recompute,
         )
         staged = run_pipeline(opts, args.after)
         text = print_graph(staged.graph, full=args.full)
@@ -276,7 +310,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         input_shapes=parse_input_shapes(args.input_shape),
         kernels=args.kernels,
         optimize=args.optimize,
-        input_in_arena=args.input_in_arena,
+        input_in_arena=_in_arena(args),
+        max_recompute=args.max_recompute,
         progress=sys.stderr.isatty(),
     )
     out, report = compile_model(opts)

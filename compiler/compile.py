@@ -26,7 +26,15 @@ from compiler.ir.verify import verify, verify_lowerable, verify_quantized
 from compiler.passes.dead_channels import eliminate_dead_channels
 from compiler.passes.manager import STAGES as FLOAT_STAGES
 from compiler.passes.manager import run_passes
-from compiler.passes.plan import Plan, io_bytes, lifetimes, plan_arena, verify_plan
+from compiler.passes.patch import Stage, node_macs, search
+from compiler.passes.plan import (
+    Plan,
+    io_bytes,
+    lifetimes,
+    peak_estimate,
+    plan_arena,
+    verify_plan,
+)
 from compiler.passes.schedule import PatchRegion, fuse_patchwise, patch_regions, schedule
 from compiler.quant.accuracy import evaluate
 from compiler.quant.affine import quantize_affine
@@ -61,7 +69,9 @@ class CompileOptions:
     kernels: str = "portable"
     optimize: str = "speed"  # speed: per-layer specialized kernels; size: shared kernels only
     progress: bool = False
-    input_in_arena: bool = False
+    # the input frame in the arena: True, False, or None (where it lowers arena + I/O)
+    input_in_arena: bool | None = None
+    max_recompute: float = 0.2  # patch-based stages may add this share of the model's MACs
 
 
 def c_name(text: str) -> str:
@@ -123,6 +133,9 @@ class Staged:
     candidates: list[PatchRegion] = field(default_factory=list)
     whole: Plan | None = None  # plans layer by layer and patch-wise, for the report
     tiled: Plan | None = None
+    arena_inputs: bool = False  # the input frame lives in the arena
+    patches: list[Stage] = field(default_factory=list)  # the patch-based stages chosen
+    layerwise_peak: int = 0  # arena + I/O layer by layer (with the better input placement)
 
 
 def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
@@ -162,21 +175,59 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
         return staged
     verify_lowerable(q, opts.kernels)
     candidates = patch_regions(q)
-    arena_in = opts.input_in_arena
-    # patch-wise where it lowers the arena (small maps may do better layer by layer)
+    # conv → RNNPool patch-wise where it lowers the arena (small maps do better layer by layer)
     whole_scratch = scratch_needs(q, opts.kernels)
-    whole = plan_arena(q, scratch=whole_scratch, arena_inputs=arena_in)
+    whole = plan_arena(q, scratch=whole_scratch, arena_inputs=bool(opts.input_in_arena))
     fused = fuse_patchwise(q)
     verify(fused, "schedule")
     fused_scratch = scratch_needs(fused, opts.kernels) if candidates else whole_scratch
-    tiled = plan_arena(fused, scratch=fused_scratch, arena_inputs=arena_in) if candidates else whole
-    patchwise = tiled.size < whole.size
-    chosen, plan, scratch = (
-        (fused, tiled, fused_scratch) if patchwise else (q, whole, whole_scratch)
+    tiled = (
+        plan_arena(fused, scratch=fused_scratch, arena_inputs=bool(opts.input_in_arena))
+        if candidates
+        else whole
     )
+    base = fused if tiled.size < whole.size else q
+    # then patch-based stages for any CNN and the input in the arena, where they lower the
+    # peak (arena + I/O) within the recompute cap; layer by layer on ties
+    if opts.max_recompute < 0:
+        raise UsageError(f"--max-recompute {opts.max_recompute}: give a share >= 0 (0.2 = 20%)")
+    placements = (False, True) if opts.input_in_arena is None else (opts.input_in_arena,)
+
+    def scratch_of(g: Graph) -> dict[int, int]:
+        return fused_scratch if g is fused else scratch_needs(g, opts.kernels)
+
+    def estimate(g: Graph) -> tuple[int, list[int]]:
+        return min(peak_estimate(g, scratch_of(g), a) for a in placements)
+
+    def exact(g: Graph) -> int:
+        sc = scratch_of(g)
+        return min(
+            p.size + io_bytes(g, p)
+            for p in (plan_arena(g, scratch=sc, arena_inputs=a) for a in placements)
+        )
+
+    stages: list[Stage] = []
+    chosen = base
+    if opts.max_recompute > 0:
+        chosen, stages = search(base, opts.max_recompute, estimate, exact)
+    scratch = fused_scratch if chosen is fused else scratch_needs(chosen, opts.kernels)
+    plans = [(plan_arena(chosen, scratch=scratch, arena_inputs=a), a) for a in placements]
+    plan, arena_in = min(plans, key=lambda pa: (pa[0].size + io_bytes(chosen, pa[0]), pa[1]))
+    base_scratch = fused_scratch if base is fused else whole_scratch
+    layerwise_peak = min(
+        p.size + io_bytes(base, p)
+        for p in (plan_arena(base, scratch=base_scratch, arena_inputs=a) for a in placements)
+    )
+    if layerwise_peak <= plan.size + io_bytes(chosen, plan) and stages:  # no gain after all
+        chosen, stages, scratch = base, [], base_scratch
+        plans = [(plan_arena(base, scratch=scratch, arena_inputs=a), a) for a in placements]
+        plan, arena_in = min(plans, key=lambda pa: (pa[0].size + io_bytes(base, pa[0]), pa[1]))
+    if stages:
+        verify(chosen, "schedule")
     verify_plan(chosen, plan)
     staged.graph, staged.stage, staged.plan, staged.scratch = chosen, "plan", plan, scratch
     staged.layerwise, staged.candidates, staged.whole, staged.tiled = q, candidates, whole, tiled
+    staged.arena_inputs, staged.patches, staged.layerwise_peak = arena_in, stages, layerwise_peak
     return staged
 
 
@@ -218,7 +269,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             budget - io - STACK_RESERVE,
             tuple(r.size for r in extras),
             scratch,
-            opts.input_in_arena,
+            staged.arena_inputs,
         )
         verify_plan(q, plan)
     precheck(q, plan, report)
@@ -260,10 +311,12 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
                     f"band of {r.band_rows} rows"
                     for r in staged.candidates
                 ],
-                "used": q is not lw,
+                "used": any(n.op == "conv_rnnpool" for n in q.nodes),
                 "arena_bytes": staged.tiled.size,
                 "layerwise_arena_bytes": staged.whole.size,
             }
+        report["ram"]["input_in_arena"] = staged.arena_inputs  # type: ignore[index]
+        report["ram"]["patch"] = patch_report(staged, opts)  # type: ignore[index]
         report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
         report["sources"] = generated.sources
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +353,33 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             raise
         break
     return out, report
+
+
+def patch_report(staged: Staged, opts: CompileOptions) -> dict[str, object]:
+    """What the patch-based search chose: the stages and their bands, the peak (arena + I/O)
+    reached against layer by layer, and the MACs computed twice."""
+    plan, graph = staged.plan, staged.graph
+    assert plan is not None and staged.layerwise is not None
+    total = sum(node_macs(staged.layerwise, n) for n in staged.layerwise.nodes)
+    extra = sum(s.extra_macs for s in staged.patches)
+    return {
+        "used": bool(staged.patches),
+        "max_recompute": opts.max_recompute,
+        "layerwise_peak_bytes": staged.layerwise_peak,
+        "peak_bytes": plan.size + io_bytes(graph, plan),
+        "macs": total,
+        "extra_macs": extra,
+        "extra_macs_pct": round(100 * extra / max(total, 1), 2),
+        "stages": [
+            {
+                "nodes": s.end - s.start,
+                "output": s.output,
+                "bands": s.bands,
+                "extra_macs": s.extra_macs,
+            }
+            for s in staged.patches
+        ],
+    }
 
 
 def _replaceable(out: Path) -> bool:

@@ -18,10 +18,21 @@ from compiler.tools.qemu import run_qemu
 
 
 def compile_for_tests(
-    model: Path, out: Path, calib: str | None = "random", quant: str = "affine", bits: str = "8"
+    model: Path,
+    out: Path,
+    calib: str | None = "random",
+    quant: str = "affine",
+    bits: str = "8",
+    **options: object,
 ) -> Path:
     opts = CompileOptions(
-        model=str(model), target="mps2-an386", out=str(out), calib=calib, quant=quant, bits=bits
+        model=str(model),
+        target="mps2-an386",
+        out=str(out),
+        calib=calib,
+        quant=quant,
+        bits=bits,
+        **options,  # type: ignore[arg-type]
     )
     return compile_model(opts)[0]
 

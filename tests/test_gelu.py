@@ -94,7 +94,15 @@ def test_gelu_c_is_bit_exact_host_qemu_interpreter(
     path = _gelu_onnx(tmp_path, approximate)
     out = compile_for_tests(path, tmp_path / "out", quant=quant, bits=bits)
     graph = assert_c_bit_exact(out)
-    assert [n.op for n in graph.nodes].count("gelu") == 1
+    # one gelu per layer (and per band, where the first layers run band by band)
+    bands = max(1, [n.op for n in graph.nodes].count("row_concat") and _bands(graph))
+    assert [n.op for n in graph.nodes].count("gelu") == bands
+    assert "erf" not in {n.op for n in graph.nodes}
+
+
+def _bands(graph) -> int:  # type: ignore[no-untyped-def]
+    """Bands of the stage that holds the gelu (its row_concat's inputs)."""
+    return len(next(n for n in graph.nodes if n.op == "row_concat").inputs)
 
 
 def _keras_gelu(approximate: bool) -> bytes:
@@ -116,5 +124,6 @@ def test_tflite_gelu_is_bit_exact_with_tflite(tmp_path: Path, approximate: bool)
     out = compile_for_tests(path, tmp_path / "out", calib=None)
     graph = assert_c_bit_exact(out, qemu=False)
     gelus = [n for n in graph.nodes if n.op == "gelu"]
-    assert [n.attrs["approximate"] for n in gelus] == ["tanh" if approximate else "none"]
+    assert {n.attrs["approximate"] for n in gelus} == {"tanh" if approximate else "none"}
+    assert len(gelus) == max(1, [n.op for n in graph.nodes].count("row_concat") and _bands(graph))
     assert_tflite_bit_exact(blob, graph, 32, 11)

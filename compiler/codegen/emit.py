@@ -14,7 +14,7 @@ import numpy as np
 from compiler import __version__
 from compiler.codegen.lower import Backend, c_ident
 from compiler.ir.graph import Graph
-from compiler.ir.lowering import C_TYPES, Const
+from compiler.ir.lowering import C_TYPES, Const, Lowered
 from compiler.passes.plan import ALIGN, Plan
 
 # the C kernels ship inside the package (a wheel installed anywhere has them)
@@ -86,6 +86,62 @@ def _lines(values: np.ndarray) -> list[str]:
     return [", ".join(flat[i : i + PER_LINE]) + "," for i in range(0, len(flat), PER_LINE)]
 
 
+class _Sharing:
+    """Layers that repeat (the bands of a patch-based stage) share what they repeat: a flash
+    table equal to an earlier one is that one, and a node whose declarations (its per-layer
+    kernel, its parameter struct) equal an earlier node's up to the node's name calls that
+    node's."""
+
+    def __init__(self) -> None:
+        self.tables: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+        self.nodes: dict[tuple[str, ...], str] = {}
+
+    def reuse(self, low: Lowered, name: str) -> Lowered:
+        rename: dict[str, str] = {}
+        kept = []
+        for c in low.consts:
+            values = np.asarray(c.values)
+            key = (c.ctype, values.shape, values.astype(np.int64).tobytes())
+            if key in self.tables:
+                rename[c.symbol] = self.tables[key]
+            else:
+                self.tables[key] = c.symbol
+                kept.append(c)
+        decls, stmts = (
+            [_renamed(d, rename) for d in low.decls],
+            [_renamed(t, rename) for t in low.stmts],
+        )
+        if not kept and decls:
+            own = re.compile(rf"\b{re.escape(name)}(?![0-9])")
+            canon = tuple(own.sub("@", d) for d in decls)
+            if canon in self.nodes:
+                # the identifiers its declarations define (not the locals its statements declare)
+                first = self.nodes[canon]
+                defined = {m for d in decls for m in re.findall(rf"\b{re.escape(name)}\w*", d)}
+                to_first = {d: first + d[len(name) :] for d in defined}
+                return Lowered([], [_renamed(t, to_first) for t in stmts], [])
+            self.nodes[canon] = name
+        return Lowered(decls, stmts, kept)
+
+
+def _renamed(text: str, rename: dict[str, str]) -> str:
+    if not rename:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, rename)) + r")\b")
+    return pattern.sub(lambda m: rename[m.group(1)], text)
+
+
+def _pieces_at(low: Backend, plan: Plan, step: int, end: int) -> list[tuple[str, int, int]]:
+    """(arena, offset, bytes) of the planned pieces whose life starts (end 2) or ends (end 3)
+    at the step."""
+    out = []
+    for name in plan.lives:
+        for piece in plan.pieces_of(name):
+            if piece[end] == step:
+                out.append((low.base(name), plan.offsets[name] + piece[0], piece[1] - piece[0]))
+    return sorted(out)
+
+
 def emit_c(
     graph: Graph,
     plan: Plan,
@@ -103,20 +159,20 @@ def emit_c(
     decls: list[str] = []
     steps: list[dict[str, object]] = []
     extra: list[Const] = []
+    shared = _Sharing()
     for k, node in enumerate(graph.nodes):
-        out = low.lower(k, node)
+        out = shared.reuse(low.lower(k, node), low.name)
         decls += out.decls
         extra += out.consts
-        # poison whole buffers when their (alias-merged) life ends
-        dead = sorted(
-            (low.base(t), plan.offsets[t], plan.sizes.get(t, graph.tensors[t].nbytes))
-            for t, (_, last) in plan.lives.items()
-            if last == k and t in graph.tensors
-        )
-        poison = [f"TVC_POISON({b}, {off}, {n});" for b, off, n in dead]
-        poison.append(f"TVC_PROFILE_STEP({k});")
+        # debug builds poison every piece of a buffer before it is written and once it is dead
+        born = [f"TVC_POISON({b}, {off}, {n});" for b, off, n in _pieces_at(low, plan, k, 2)]
+        dead = [f"TVC_POISON({b}, {off}, {n});" for b, off, n in _pieces_at(low, plan, k, 3)]
         steps.append(
-            {"label": node.label.replace("*/", "* /"), "op": node.op, "stmts": out.stmts + poison}
+            {
+                "label": node.label.replace("*/", "* /"),
+                "op": node.op,
+                "stmts": born + out.stmts + dead + [f"TVC_PROFILE_STEP({k});"],
+            }
         )
     consts = []
     for tname, sym in sorted(

@@ -72,9 +72,12 @@ class Backend:
             return self.weight_symbols[tensor]
         qual = "const " if const else ""
         g = self.graph
-        caller = tensor in g.outputs or (tensor in g.inputs and tensor not in self.plan.offsets)
-        if caller:  # the caller's buffers, never copied
-            return f"({qual}{ct} *){c_ident(tensor).lower()}"
+        root, delta = self.plan.views.get(tensor, (tensor, 0))
+        caller = root in g.outputs or (root in g.inputs and root not in self.plan.offsets)
+        if caller:  # the caller's buffers, never copied (a band of them is a byte offset)
+            if not delta:
+                return f"({qual}{ct} *){c_ident(root).lower()}"
+            return f"({qual}{ct} *)((const uint8_t *){c_ident(root).lower()} + {delta})"
         return f"({qual}{ct} *)({self.base(tensor)} + {self.plan.offsets[tensor]})"
 
     def scratch_ptr(self, ctype: str, offset: int = 0) -> str:

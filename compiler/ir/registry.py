@@ -48,7 +48,7 @@ RunIntFn = Callable[[Node, list[np.ndarray], list["Tensor"], list["Tensor"]], li
 
 
 LAYOUT_RULES = ("spatial", "elementwise", "broadcast", "axis", "transpose", "reshape", "logical")
-MEMORY = ("own", "in_place", "alias")
+MEMORY = ("own", "in_place", "alias", "view")
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,12 @@ class OpDef:
     permute_attrs: Callable[[dict[str, object], tuple[int, ...]], dict[str, object]] | None = None
     # "in_place": element i of the input is read before element i of the output is written,
     # so the output may overwrite a same-size input that dies here; "alias": the output is the
-    # input's bytes under another shape; "own": a buffer of its own
+    # input's bytes under another shape; "view": `views` says which bytes of which tensor each
+    # of its tensors is (row bands, passes/patch); "own": a buffer of its own
     memory: str = "own"
+    # "view" ops: (part, whole, byte offset of part in whole) for every tensor of the node that
+    # is a byte range of another; the op moves no data
+    views: Callable[[Graph, Node], list[tuple[str, str, int]]] | None = None
     quant: Quant = NOT_QUANTIZED
     # the compiler/runtime sources its portable kernels live in
     kernels: tuple[str, ...] = ()
@@ -186,6 +190,42 @@ def get_channel_rule(name: str) -> ChannelRule | None:
     return _CHANNEL_RULES.get(name)
 
 
+Rows = tuple[int, int]  # a band of rows [first, end) of an NHWC tensor (axis 1)
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """How an op runs on a band of its output rows (patch-based stages, passes/patch).
+
+    `needs(graph, node, a, b)`: for output rows [a, b), the rows of each input it reads, before
+    clipping to the input (a window's rows may start above 0 or end past the input's height);
+    None for an input read whole (weights, a per-channel operand). Returns None when the node
+    cannot run by rows (not NHWC, not 4-D, rows mixed).
+    `band(graph, node, a, b, held)`: the attributes of the node that computes just rows [a, b)
+    from inputs holding rows `held` (clipped, per input; None where read whole): a window op
+    takes as padding what lies outside the input. Default: the attributes unchanged.
+    """
+
+    needs: Callable[[Graph, Node, int, int], list[Rows | None] | None]
+    band: Callable[[Graph, Node, int, int, list[Rows | None]], dict[str, object]] | None = None
+
+
+_ROW_RULES: dict[str, RowRule] = {}
+
+
+def row_rule(name: str, rule: RowRule) -> None:
+    """Declare how op `name` runs on a band of output rows, beside the op."""
+    if name not in _REGISTRY:
+        raise RuntimeError(f"row rule for unknown op {name!r}")
+    if name in _ROW_RULES:
+        raise RuntimeError(f"row rule of {name!r} defined twice")
+    _ROW_RULES[name] = rule
+
+
+def get_row_rule(name: str) -> RowRule | None:
+    return _ROW_RULES.get(name)
+
+
 def op(
     name: str,
     *,
@@ -202,6 +242,7 @@ def op(
     permute_attrs: Callable[[dict[str, object], tuple[int, ...]], dict[str, object]] | None = None,
     nhwc_weights: dict[int, tuple[str, tuple[int, ...]]] | None = None,
     overwrite_proof: Callable[[Graph, Node], bool] | None = None,
+    views: Callable[[Graph, Node], list[tuple[str, str, int]]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated float reference together with every fact about the op. The facts
     are keyword-only and have no defaults: an op that forgets one fails at import."""
@@ -209,6 +250,8 @@ def op(
         raise RuntimeError(f"op {name!r}: layout rule {layout!r} not one of {LAYOUT_RULES}")
     if memory not in MEMORY:
         raise RuntimeError(f"op {name!r}: memory {memory!r} not one of {MEMORY}")
+    if (memory == "view") != (views is not None):
+        raise RuntimeError(f"op {name!r}: a view op says which bytes it views, and only it")
     layout_sensitive = layout == "spatial"  # it has a `layout` attribute saying NCHW or NHWC
 
     def register(run: RunFn) -> RunFn:
@@ -235,6 +278,7 @@ def op(
             kernels=tuple(kernels),
             nhwc_weights=dict(nhwc_weights or {}),
             overwrite_proof=overwrite_proof,
+            views=views,
         )
         return run
 

@@ -27,6 +27,17 @@ class Plan:
     placed_in: dict[str, int] = field(default_factory=dict)
     region_sizes: tuple[int, ...] = ()  # arena size of each extra region
     sizes: dict[str, int] = field(default_factory=dict)  # buffer -> bytes reserved (aligned)
+    # tensor -> (buffer, byte offset in it) for tensors in another's bytes (buffer_views),
+    # also bands of the caller's input or output buffers
+    views: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # buffers whose bytes do not all live alike: (offset, end, first step, last step) pieces
+    pieces: dict[str, tuple[tuple[int, int, int, int], ...]] = field(default_factory=dict)
+
+    def pieces_of(self, name: str) -> tuple[tuple[int, int, int, int], ...]:
+        """The buffer's pieces: one for most, several for frames consumed and maps assembled
+        band by band."""
+        f, z = self.lives[name]
+        return self.pieces.get(name) or ((0, self.sizes[name], f, z),)
 
 
 def _aligned(n: int) -> int:
@@ -48,66 +59,178 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     return life
 
 
-def aliases(graph: Graph, arena_inputs: bool = False) -> dict[str, str]:
-    """Outputs that live in an input's bytes (not across the caller's buffers): aliasing ops
-    always (same bytes), in-place ops when that input dies here and has the output's size, and
-    ops whose overwrite proof holds (a patch-wise RNNPool over the frame it consumes row by
-    row). All three are op facts (registry.OpDef). With `arena_inputs` the graph inputs are
-    arena buffers like any other."""
-    io = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs))
+def _view_sources(graph: Graph) -> set[int]:
+    """Steps of view ops: their uses of a tensor move no data, so they do not keep its bytes
+    alive (the view's own readers do, for the bytes it covers)."""
+    return {k for k, n in enumerate(graph.nodes) if get_op(n.op).memory == "view"}
+
+
+def plan_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
+    """Like `lifetimes`, without the uses by view ops (row bands read in place)."""
+    skip = _view_sources(graph)
+    life: dict[str, tuple[int, int]] = {i: (-1, -1) for i in graph.inputs}
+    for step, n in enumerate(graph.nodes):
+        for o in n.outputs:
+            life[o] = (step, step)
+        if step in skip:
+            continue
+        for i in n.inputs:
+            if i in life:
+                life[i] = (life[i][0], step)
+    end = len(graph.nodes)
+    for o in graph.outputs:
+        life[o] = (life[o][0], end)
+    return life
+
+
+def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[str, int]]:
+    """Tensors that live in another tensor's bytes, as (root buffer, byte offset in it):
+    - aliasing ops (reshape): the input's bytes, also a graph input in the caller's buffer;
+    - view ops (row bands of patch-based stages): where op.views puts them, a band of the
+      caller's input or output too;
+    - in-place ops, when that input dies here and has the output's size, and ops whose
+      overwrite proof holds (a patch-wise RNNPool over the frame it consumes row by row).
+    All are op facts (registry.OpDef). A buffer is overwritten in place by one output only, and
+    never one that views share or that is the caller's. With `arena_inputs` the graph inputs
+    are arena buffers like any other."""
+    outputs = set(graph.outputs)
+    io = outputs | (set() if arena_inputs else set(graph.inputs))
     last_use: dict[str, int] = {}
     for k, n in enumerate(graph.nodes):
         for i in n.inputs:
             last_use[i] = k
-    out: dict[str, str] = {}
+    link: dict[str, tuple[str, int]] = {}
+
+    def root(t: str) -> tuple[str, int]:
+        d = 0
+        while t in link:
+            t, dd = link[t]
+            d += dd
+        return t, d
+
+    shared: set[str] = set()  # roots that views point into: never written in place
     taken: set[str] = set()  # a buffer is overwritten in place by one output only
     for k, n in enumerate(graph.nodes):
-        proof = get_op(n.op).overwrite_proof
+        d = get_op(n.op)
+        if d.memory == "view":
+            assert d.views is not None
+            for part, whole, delta in d.views(graph, n):
+                r, off = root(part)  # a band's buffer (or the one it was written over)
+                if r == root(whole)[0] or r in io:
+                    raise IRError(f"node {n.label!r}: band {part!r} cannot live in {whole!r}")
+                link[r] = (whole, delta - off)
+                shared.add(root(whole)[0])
+            continue
+        proof = d.overwrite_proof
         x = n.inputs[0] if proof is not None and proof(graph, n) else None
         if x is not None and x not in io and last_use[x] == k and n.outputs[0] not in io:
-            root = out.get(x, x)
-            if root not in taken:
-                taken.add(root)
-                out[n.outputs[0]] = root
+            r, off = root(x)
+            if r not in taken and r not in shared and r not in io and off == 0:
+                taken.add(r)
+                link[n.outputs[0]] = (r, 0)
                 continue
         y = n.outputs[0]
         if y in io or len(n.outputs) != 1:
             continue
-        memory = get_op(n.op).memory  # "alias": same bytes, other shape; "in_place": see OpDef
-        if memory == "alias" and len(n.inputs) == 1 and n.inputs[0] not in io:
-            out[y] = out.get(n.inputs[0], n.inputs[0])
+        if d.memory == "alias" and len(n.inputs) == 1 and n.inputs[0] not in outputs:
+            link[y] = (n.inputs[0], 0)
+            shared.add(root(y)[0])
             continue
-        if memory != "in_place":
+        if d.memory != "in_place":
             continue
         for x in n.inputs:
             t = graph.tensors[x]
             fits = t.shape == graph.tensors[y].shape and t.dtype == graph.tensors[y].dtype
             if x in io or t.is_const or last_use[x] != k or n.inputs.count(x) != 1 or not fits:
                 continue
-            root = out.get(x, x)
-            if root not in taken:
-                taken.add(root)
-                out[y] = root
+            r, off = root(x)
+            if r not in taken and r not in shared and r not in io and off == 0:
+                taken.add(r)
+                link[y] = (r, 0)
                 break
+    return {t: root(t) for t in link}
+
+
+def aliases(graph: Graph, arena_inputs: bool = False) -> dict[str, str]:
+    """Each tensor that lives in another's bytes -> the buffer it lives in (buffer_views)."""
+    return {t: r for t, (r, _) in buffer_views(graph, arena_inputs).items()}
+
+
+Piece = tuple[int, int, int, int]  # byte offset, end offset (in its buffer), first, last step
+
+
+def _pieces(size: int, segments: list[tuple[int, int, tuple[int, int]]]) -> list[Piece]:
+    """A buffer cut where the lives of the tensors in it change: rows of a frame that the
+    first bands have consumed die early, bands of a stage output come alive band by band."""
+    cuts = sorted({0, size, *(c for lo, hi, _ in segments for c in (lo, hi) if 0 < c < size)})
+    out: list[Piece] = []
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        lives = [life for a, b, life in segments if a < hi and lo < b]
+        if not lives:
+            lives = [min((life for _, _, life in segments), key=lambda x: x[0])]
+        f, z = min(v[0] for v in lives), max(v[1] for v in lives)
+        if out and out[-1][2:] == (f, z):
+            out[-1] = (out[-1][0], hi, f, z)
+        else:
+            out.append((lo, hi, f, z))
     return out
 
 
 def _first_fit(
-    names: list[str], life: dict[str, tuple[int, int]], size_of: dict[str, int]
+    names: list[str], pieces: dict[str, list[Piece]], size_of: dict[str, int]
 ) -> tuple[dict[str, int], int]:
-    order = sorted(names, key=lambda k: (-size_of[k], life[k][0], k))
-    placed: list[tuple[int, int, int, int]] = []  # offset, end offset, first, last
+    """Largest first, each at the lowest aligned offset where none of its pieces meets a
+    placed piece that is live at the same time."""
+    span = {k: (min(p[2] for p in pieces[k]), max(p[3] for p in pieces[k])) for k in names}
+    orders = (  # largest first; then longest-lived first, and earliest first, where better
+        sorted(names, key=lambda k: (-size_of[k], span[k][0], k)),
+        sorted(names, key=lambda k: (span[k][0] - span[k][1], -size_of[k], k)),
+        sorted(names, key=lambda k: (span[k][0], -size_of[k], k)),
+    )
+    best: tuple[dict[str, int], int] | None = None
+    for order in orders:
+        offsets, size = _place(order, pieces, size_of, span)
+        if best is None or size < best[1]:
+            best = (offsets, size)
+    assert best is not None or not names
+    return best if best is not None else ({}, 0)
+
+
+def _place(
+    order: list[str],
+    pieces: dict[str, list[Piece]],
+    size_of: dict[str, int],
+    span: dict[str, tuple[int, int]],
+) -> tuple[dict[str, int], int]:
+    placed: list[Piece] = []  # offset, end offset, first, last (in the arena)
     offsets: dict[str, int] = {}
     for k in order:
-        first, last = life[k]
-        busy = sorted((o, e) for o, e, f, z in placed if f <= last and first <= z)
-        offset = 0
-        for o, e in busy:
-            if offset + size_of[k] <= o:
-                break
-            offset = max(offset, e)
+        mine = pieces[k]
+        first, last = span[k]
+        busy = [p for p in placed if p[2] <= last and first <= p[3]]
+        if len(mine) == 1:
+            offset = 0
+            for o, e, _, _ in sorted(busy):
+                if offset + size_of[k] <= o:
+                    break
+                offset = max(offset, _aligned(e))
+        else:
+            cands = {0} | {
+                _aligned(e - lo)
+                for o, e, f, z in busy
+                for lo, hi, pf, pz in mine
+                if f <= pz and pf <= z and e > lo
+            }
+            for offset in sorted(cands):
+                if not any(
+                    o < offset + hi and offset + lo < e
+                    for o, e, f, z in busy
+                    for lo, hi, pf, pz in mine
+                    if f <= pz and pf <= z
+                ):
+                    break
         offsets[k] = offset
-        placed.append((offset, offset + size_of[k], first, last))
+        placed += [(offset + lo, offset + hi, f, z) for lo, hi, f, z in mine]
     return offsets, max((o + size_of[k] for k, o in offsets.items()), default=0)
 
 
@@ -121,6 +244,57 @@ def scratch_name(step: int) -> str:
     return f"__scratch_{step}"
 
 
+@dataclass(frozen=True)
+class _Buffers:
+    views: dict[str, tuple[str, int]]
+    raw: dict[str, tuple[int, int]]
+    caller: set[str]
+    size_of: dict[str, int]
+    pieces: dict[str, list[Piece]]
+    live: list[int]  # bytes live at each step -1 .. len(nodes)
+    lower: int
+
+
+def _buffers(graph: Graph, scratch: dict[int, int] | None, arena_inputs: bool) -> _Buffers:
+    """Every arena buffer cut into pieces by the lives of the tensors in it, and the lower
+    bound: the most bytes live at one step."""
+    views = buffer_views(graph, arena_inputs)
+    raw = plan_lifetimes(graph)
+    caller = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs))
+    segments: dict[str, list[tuple[int, int, tuple[int, int]]]] = {}
+    for t, life in raw.items():
+        r, delta = views.get(t, (t, 0))
+        if r in caller:
+            continue
+        segments.setdefault(r, []).append((delta, delta + graph.tensors[t].nbytes, life))
+    size_of = {r: _aligned(max(hi for _, hi, _ in segs)) for r, segs in segments.items()}
+    pieces = {r: _pieces(size_of[r], segs) for r, segs in segments.items()}
+    for step, nbytes in (scratch or {}).items():  # kernel work buffers, live during their node
+        s = scratch_name(step)
+        size_of[s] = _aligned(nbytes)
+        pieces[s] = [(0, size_of[s], step, step)]
+    live = [0] * (len(graph.nodes) + 2)
+    for ps in pieces.values():
+        for lo, hi, f, z in ps:
+            for s in range(f + 1, z + 2):
+                live[s] += hi - lo
+    return _Buffers(views, raw, caller, size_of, pieces, live, max(live, default=0))
+
+
+def peak_estimate(
+    graph: Graph, scratch: dict[int, int] | None = None, arena_inputs: bool = False
+) -> tuple[int, list[int]]:
+    """Arena lower bound + the caller's buffers, what a plan of the graph needs at least (first
+    fit usually reaches it), cheap enough to rank many candidate schedules; and the steps at
+    which the live bytes come within 5% of that bound (where a change of schedule can help)."""
+    b = _buffers(graph, scratch, arena_inputs)
+    io = [*(i for i in graph.inputs if i in b.caller), *graph.outputs]
+    hot = [
+        s - 1 for s, v in enumerate(b.live) if v >= 0.95 * b.lower and 1 <= s <= len(graph.nodes)
+    ]
+    return b.lower + sum(graph.tensors[t].nbytes for t in io), hot
+
+
 def plan_arena(
     graph: Graph,
     main_capacity: int | None = None,
@@ -129,39 +303,26 @@ def plan_arena(
     arena_inputs: bool = False,
 ) -> Plan:
     """Graph inputs and outputs live in the caller's buffers (the API's pointers), not here;
-    an aliased output shares its input's bytes, so that buffer lives as long as either.
-    With `main_capacity` and `extra` region sizes: while the main arena is over capacity, the
-    largest buffer live at its peak step moves to the first extra region it fits in."""
-    alias = aliases(graph, arena_inputs)
-    raw = lifetimes(graph)
-    internal = [
-        k for k in raw if (arena_inputs or k not in graph.inputs) and k not in graph.outputs
-    ]
-    life: dict[str, tuple[int, int]] = {}
-    for k in internal:
-        f, z = raw[k]
-        root = alias.get(k, k)
-        f0, z0 = life.get(root, (f, z))
-        life[root] = (min(f0, f), max(z0, z))
-    size_of = {k: _aligned(graph.tensors[k].nbytes) for k in life}
-    for k, root in alias.items():  # an overwrite in place may be smaller than its buffer
-        size_of[root] = max(size_of[root], _aligned(graph.tensors[k].nbytes))
-    for step, nbytes in (scratch or {}).items():  # kernel work buffers, live during their node
-        life[scratch_name(step)] = (step, step)
-        size_of[scratch_name(step)] = _aligned(nbytes)
+    a tensor that lives in another's bytes (buffer_views) makes that buffer live as long as
+    either, for the bytes it covers. With `main_capacity` and `extra` region sizes: while the
+    main arena is over capacity, the largest buffer live at its peak step moves to the first
+    extra region it fits in."""
+    b = _buffers(graph, scratch, arena_inputs)
+    views, raw, caller, size_of, pieces = b.views, b.raw, b.caller, b.size_of, b.pieces
+    life = {k: (min(p[2] for p in ps), max(p[3] for p in ps)) for k, ps in pieces.items()}
     steps = range(-1, len(graph.nodes) + 1)
-    lower = max(
-        (sum(size_of[k] for k, (f, z) in life.items() if f <= s <= z) for s in steps), default=0
-    )
+
+    def live_bytes(s: int, names: list[str]) -> int:
+        return sum(hi - lo for k in names for lo, hi, f, z in pieces[k] if f <= s <= z)
+
+    lower = b.lower
     region = {k: 0 for k in life}
-    offsets, size = _first_fit(list(life), life, size_of)
+    offsets, size = _first_fit(list(life), pieces, size_of)
     extra_offsets: list[dict[str, int]] = [{} for _ in extra]
     extra_sizes = [0 for _ in extra]
     while main_capacity is not None and size > main_capacity:
         main = [k for k in life if region[k] == 0]
-        peak_step = max(
-            steps, key=lambda s: sum(size_of[k] for k in main if life[k][0] <= s <= life[k][1])
-        )
+        peak_step = max(steps, key=lambda s: live_bytes(s, main))
         candidates = sorted(
             (k for k in main if life[k][0] <= peak_step <= life[k][1]),
             key=lambda k: (-size_of[k], k),
@@ -170,7 +331,7 @@ def plan_arena(
         for k in candidates:
             for r, cap in enumerate(extra):
                 trial = [n for n in life if region[n] == r + 1] + [k]
-                offs, sz = _first_fit(trial, life, size_of)
+                offs, sz = _first_fit(trial, pieces, size_of)
                 if sz <= cap:
                     region[k] = r + 1
                     extra_offsets[r], extra_sizes[r] = offs, sz
@@ -180,40 +341,45 @@ def plan_arena(
                 break
         if not moved:
             break
-        offsets, size = _first_fit([k for k in life if region[k] == 0], life, size_of)
+        offsets, size = _first_fit([k for k in life if region[k] == 0], pieces, size_of)
     placed_in: dict[str, int] = {}
     for r, offs in enumerate(extra_offsets):
         for k, o in offs.items():
             offsets[k] = o
             placed_in[k] = r + 1
-    for k, root in alias.items():
-        offsets[k] = offsets[root]
-        if root in placed_in:
-            placed_in[k] = placed_in[root]
+    for k, (root, delta) in views.items():
+        if root in offsets:
+            offsets[k] = offsets[root] + delta
+            if root in placed_in:
+                placed_in[k] = placed_in[root]
+    internal = [k for k in raw if k not in caller]
     naive = sum(_aligned(graph.tensors[k].nbytes) for k in internal)
     return Plan(
         dict(sorted(offsets.items())),
         size,
         lower,
         naive,
-        alias,
+        {t: r for t, (r, _) in views.items()},
         life,
         dict(sorted(placed_in.items())),
         tuple(extra_sizes),
         dict(sorted(size_of.items())),
+        {t: v for t, v in sorted(views.items())},
+        {k: tuple(ps) for k, ps in sorted(pieces.items()) if len(ps) > 1},
     )
 
 
 def verify_plan(graph: Graph, plan: Plan) -> None:
-    """After planning: no two buffers that are live at the same step share a byte (aliases
-    share their root's buffer by design and are checked through it)."""
+    """After planning: no two buffers that are live at the same step share a byte (tensors in
+    another's bytes are checked through that buffer, piece by piece), and every view lies
+    inside its buffer."""
     spans = []
-    for name, (first, last) in plan.lives.items():
+    for name in plan.lives:
         off = plan.offsets.get(name)
         if off is None:
             raise IRError(f"plan check failed: buffer {name} has no offset")
-        size = plan.sizes.get(name, 0)
-        spans.append((plan.placed_in.get(name, 0), off, off + size, first, last, name))
+        for lo, hi, first, last in plan.pieces_of(name):
+            spans.append((plan.placed_in.get(name, 0), off + lo, off + hi, first, last, name))
     spans.sort()
     for i, (r, o, e, f, z, n) in enumerate(spans):
         capacity = plan.size if r == 0 else plan.region_sizes[r - 1]
@@ -222,11 +388,15 @@ def verify_plan(graph: Graph, plan: Plan) -> None:
         for r2, o2, e2, f2, z2, n2 in spans[i + 1 :]:
             if r2 != r or o2 >= e:
                 break
-            if f <= z2 and f2 <= z:
+            if f <= z2 and f2 <= z and n != n2:
                 raise IRError(
                     f"plan check failed: {n} [{o}, {e}) and {n2} [{o2}, {e2}) overlap while "
                     f"both are live (steps {max(f, f2)}..{min(z, z2)})"
                 )
+    for t, (root, delta) in plan.views.items():
+        whole = plan.sizes.get(root, graph.tensors[root].nbytes if root in graph.tensors else 0)
+        if delta < 0 or delta + graph.tensors[t].nbytes > whole:
+            raise IRError(f"plan check failed: {t} at +{delta} lies outside {root}")
 
 
 def plan_text(graph: Graph, plan: Plan) -> str:
@@ -241,6 +411,7 @@ def plan_text(graph: Graph, plan: Plan) -> str:
             f"//   %{name}: {where}[{plan.offsets[name]}, {plan.offsets[name] + plan.sizes[name]})"
             f" live steps {first}..{last}"
         )
-    for name, root in sorted(plan.aliases.items()):
-        lines.append(f"//   %{name}: the bytes of %{root}")
+    for name, (root, delta) in sorted(plan.views.items()):
+        at = f" from byte {delta}" if delta else ""
+        lines.append(f"//   %{name}: the bytes of %{root}{at}")
     return "\n".join(lines) + "\n"

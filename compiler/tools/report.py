@@ -76,6 +76,19 @@ def summary_text(report: dict[str, object]) -> str:
                 f"{pw['layerwise_arena_bytes']:,} B ({'; '.join(pw['regions'])}): "
                 + ("patch-wise" if pw["used"] else "layer-wise, smaller here")
             )
+        pt = ram.get("patch")  # type: ignore[union-attr]
+        if pt and pt["used"]:
+            lines.append(
+                f"         patch-based: peak {pt['peak_bytes']:,} B vs "
+                f"{pt['layerwise_peak_bytes']:,} B layer by layer, +{pt['extra_macs']:,} MACs "
+                f"({pt['extra_macs_pct']}%, cap {pt['max_recompute']:.0%}):"
+            )
+            for s in pt["stages"]:
+                lines.append(
+                    f"           {s['nodes']} nodes in {s['bands']} bands up to {s['output']}"
+                )
+        if ram.get("input_in_arena"):  # type: ignore[union-attr]
+            lines.append("         the input lives in the arena (NAME_<input>_buffer())")
         lines.append(
             f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]
             f"{flash['weights_bytes']:,} + code {flash['code_bytes']:,} + probe startup "  # type: ignore[index]

@@ -14,5 +14,6 @@ from compiler.ir.ops import (  # noqa: F401
     quant_ops,
     resize,
     rnnpool,
+    rows,
     tensor_ops,
 )

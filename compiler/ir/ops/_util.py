@@ -113,3 +113,62 @@ def channel_map(graph: Graph, node: Node) -> str | None:
         if t.shape[-1] != y.shape[-1]:
             return None
     return "map"
+
+
+def _nhwc_4d(graph: Graph, node: Node) -> bool:
+    y = graph.tensors[node.outputs[0]]
+    return (
+        len(node.outputs) == 1
+        and len(y.shape) == 4
+        and y.shape[0] == 1
+        and node.attrs.get("layout", "NHWC") == "NHWC"
+    )
+
+
+def window_rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] | None] | None:
+    """Row rule (registry.RowRule) of a sliding-window op (conv, pools): output rows [a, b)
+    read input rows from a*stride - pad_top to the last window's bottom row; weights whole."""
+    if not _nhwc_4d(graph, node):
+        return None
+    at = node.attrs
+    k, s = int(at["kernel"][0]), int(at["stride"][0])  # type: ignore[index]
+    d = int(at.get("dilation", [1, 1])[0])  # type: ignore[index]
+    lo = a * s - int(at["pad"][0])  # type: ignore[index]
+    hi = (b - 1) * s - int(at["pad"][0]) + (k - 1) * d + 1  # type: ignore[index]
+    return [(lo, hi)] + [None] * (len(node.inputs) - 1)
+
+
+def window_band(
+    graph: Graph, node: Node, a: int, b: int, held: list[tuple[int, int] | None]
+) -> dict[str, object]:
+    """The attributes of a window op on output rows [a, b): the rows its windows reach above
+    and below the rows held are its padding there (0 inside the map, the op's own at its
+    edges; a ceil-mode pool's extra cells become explicit padding, which pools never count)."""
+    need = window_rows(graph, node, a, b)
+    assert need is not None and need[0] is not None and held[0] is not None
+    (lo, hi), (h0, h1) = need[0], held[0]
+    attrs = dict(node.attrs)
+    pad = list(attrs["pad"])  # type: ignore[call-overload]
+    attrs["pad"] = [h0 - lo, pad[1], hi - h1, pad[3]]
+    if "ceil_mode" in attrs:
+        attrs["ceil_mode"] = 0
+    return attrs
+
+
+def same_rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] | None] | None:
+    """Row rule of element-wise ops: output rows [a, b) read the same rows of every input of
+    the output's shape; an operand broadcast over rows (one row, or per channel) is read
+    whole."""
+    if not _nhwc_4d(graph, node):
+        return None
+    y = graph.tensors[node.outputs[0]]
+    out: list[tuple[int, int] | None] = []
+    for name in node.inputs:
+        t = graph.tensors[name]
+        if t.data is not None or len(t.shape) < 3 or t.shape[-3] == 1:
+            out.append(None)  # constant, or the same for every row
+        elif len(t.shape) == 4 and t.shape[1:3] == y.shape[1:3]:
+            out.append((a, b))
+        else:
+            return None
+    return out

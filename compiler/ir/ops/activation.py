@@ -13,19 +13,21 @@ from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, struct_call
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
-from compiler.ir.ops._util import channel_map, permute_axis, same
+from compiler.ir.ops._util import channel_map, permute_axis, same, same_rows
 from compiler.ir.registry import (
     CALIBRATED,
     NOT_QUANTIZED,
     AttrSpec,
     ChannelRule,
     Quant,
+    RowRule,
     channel_rule,
     get_op,
     int_ref,
     lowering,
     op,
     params,
+    row_rule,
 )
 from compiler.ir.tensor import Tensor
 from compiler.numerics import fixedpoint as fx
@@ -510,3 +512,4 @@ for _name in (
     "gelu",
 ):
     channel_rule(_name, ChannelRule(kind=channel_map))
+    row_rule(_name, RowRule(needs=same_rows))  # row k of the output reads row k alone

@@ -16,18 +16,29 @@ from compiler.ir.lowering import C_TYPES, SUFFIX, CodegenError, LowerCtx, Lowere
 from compiler.ir.ops import _cmsis as cm
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import channel_scales, clamp, pow2_exp, qp, scale_zp
-from compiler.ir.ops._util import from_nhwc, hwc_dims, make_shape, out_size, to_nhwc, windows
+from compiler.ir.ops._util import (
+    from_nhwc,
+    hwc_dims,
+    make_shape,
+    out_size,
+    to_nhwc,
+    window_band,
+    window_rows,
+    windows,
+)
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import (
     AttrSpec,
     ChannelRule,
     Quant,
+    RowRule,
     TType,
     channel_rule,
     int_ref,
     lowering,
     op,
     params,
+    row_rule,
 )
 from compiler.ir.tensor import QParams, Tensor, const_tensor
 from compiler.numerics.fixedpoint import (
@@ -775,3 +786,6 @@ channel_rule(
         kind=_channel_kind, dead=_dead_outputs, foldable=_foldable, rewrite=_rewrite_channels
     ),
 )
+
+# a band of output rows reads the band's windows (patch-based stages)
+row_rule("conv2d", RowRule(needs=window_rows, band=window_band))

@@ -16,18 +16,20 @@ from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered, dims4, ints, strides
 from compiler.ir.ops import _cmsis as cm
 from compiler.ir.ops._cmsis import affine_i8
 from compiler.ir.ops._qutil import clamp, pow2_exp, scale_zp
-from compiler.ir.ops._util import channel_map
+from compiler.ir.ops._util import channel_map, same_rows
 from compiler.ir.ops.activation import FUSED_ACT_ATTRS, act_range, apply_fused_act
 from compiler.ir.registry import (
     CALIBRATED,
     NOT_QUANTIZED,
     ChannelRule,
+    RowRule,
     TType,
     channel_rule,
     int_ref,
     lowering,
     op,
     params,
+    row_rule,
 )
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import (
@@ -346,3 +348,4 @@ def add_cmsis(ctx: LowerCtx, node: Node) -> Lowered:
 
 for _name in ("add", "sub", "mul"):  # channel k of the result reads channel k of each operand
     channel_rule(_name, ChannelRule(kind=channel_map))
+    row_rule(_name, RowRule(needs=same_rows))  # row k of the result reads row k of each

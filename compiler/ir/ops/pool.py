@@ -23,6 +23,8 @@ from compiler.ir.ops._util import (
     out_size,
     permute_sorted_axes,
     to_nhwc,
+    window_band,
+    window_rows,
     windows,
 )
 from compiler.ir.registry import (
@@ -30,12 +32,14 @@ from compiler.ir.registry import (
     SAME,
     AttrSpec,
     ChannelRule,
+    RowRule,
     TType,
     channel_rule,
     int_ref,
     lowering,
     op,
     params,
+    row_rule,
 )
 from compiler.ir.tensor import Tensor
 from compiler.numerics.fixedpoint import QRANGE, mbqm, quantize_multiplier, trunc_div, wrap32
@@ -449,3 +453,6 @@ def _pool_channels(graph: Graph, node: Node) -> str | None:
 
 for _pool in ("max_pool2d", "avg_pool2d", "global_avg_pool"):
     channel_rule(_pool, ChannelRule(kind=_pool_channels))
+
+for _pool in ("max_pool2d", "avg_pool2d"):  # a band of output rows reads the band's windows
+    row_rule(_pool, RowRule(needs=window_rows, band=window_band))

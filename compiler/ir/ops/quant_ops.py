@@ -7,8 +7,19 @@ import numpy as np
 from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered
 from compiler.ir.ops._qutil import finish, scale_zp
+from compiler.ir.ops._util import same_rows
 from compiler.ir.ops.activation import RequantParams, requant_int, requant_params, requant_portable
-from compiler.ir.registry import CALIBRATED, AttrSpec, TType, int_ref, lowering, op, params
+from compiler.ir.registry import (
+    CALIBRATED,
+    AttrSpec,
+    RowRule,
+    TType,
+    int_ref,
+    lowering,
+    op,
+    params,
+    row_rule,
+)
 from compiler.ir.tensor import QUANTIZED_DTYPES, Tensor
 from compiler.numerics.fixedpoint import round_half_away_f32
 
@@ -91,3 +102,14 @@ def quantize_portable(ctx: LowerCtx, node: Node) -> Lowered:
     return requant_portable(
         ctx, node, quantize_params(node, ins, [ctx.graph.tensors[node.outputs[0]]])
     )
+
+
+# requantizing integer codes is element by element (the float edge never runs by rows)
+row_rule(
+    "quantize",
+    RowRule(
+        needs=lambda g, n, a, b: (
+            same_rows(g, n, a, b) if g.tensors[n.inputs[0]].dtype != "f32" else None
+        )
+    ),
+)

@@ -13,18 +13,21 @@ from compiler.ir.ops._util import (
     permute_axis,
     permute_pads,
     same,
+    same_rows,
 )
 from compiler.ir.registry import (
     NOT_QUANTIZED,
     SAME,
     AttrSpec,
     ChannelRule,
+    RowRule,
     TType,
     channel_rule,
     get_op,
     int_ref,
     lowering,
     op,
+    row_rule,
 )
 from compiler.ir.tensor import DTYPES, Tensor
 from compiler.numerics.fixedpoint import round_half_away_f32
@@ -539,3 +542,18 @@ def _reshape_channels(graph: Graph, node: Node) -> str | None:
 
 channel_rule("concat", ChannelRule(kind=_concat_channels))
 channel_rule("reshape", ChannelRule(kind=_reshape_channels))
+
+
+def _concat_rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] | None] | None:
+    """Joined on channels (NHWC), rows of the result are the same rows of every input."""
+    y = graph.tensors[node.outputs[0]]
+    if int(node.attrs["axis"]) % max(len(y.shape), 1) != 3:  # type: ignore[call-overload]
+        return None
+    return same_rows(graph, node, a, b)
+
+
+row_rule("concat", RowRule(needs=_concat_rows))
+row_rule(  # a channel shuffle keeps rows
+    "permute_channels",
+    RowRule(needs=lambda g, n, a, b: same_rows(g, n, a, b) if n.attrs["axis"] in (3, -1) else None),
+)

@@ -1,0 +1,111 @@
+"""Row bands of NHWC tensors, the glue of patch-based stages (passes/patch): `row_view` names
+rows [lo, hi) of a tensor, `row_concat` joins bands into the whole tensor. Neither moves a
+byte: with batch 1 a band of rows is one contiguous byte range, so the planner gives each band
+its place inside the whole tensor's buffer (plan.views) and the kernels read and write there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.errors import IRError
+from compiler.ir.graph import Graph, Node
+from compiler.ir.lowering import CodegenError, LowerCtx, Lowered
+from compiler.ir.ops._qutil import same_params
+from compiler.ir.registry import SAME, AttrSpec, TType, int_ref, lowering, op
+from compiler.ir.tensor import DTYPES, Tensor
+
+ANY = tuple(DTYPES)
+
+
+def row_bytes(graph: Graph, name: str) -> int:
+    """Bytes of one row (W x C elements) of an NHWC tensor."""
+    t = graph.tensors[name]
+    return t.nbytes // t.shape[1]
+
+
+def _infer_view(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    lo, hi = int(node.attrs["lo"]), int(node.attrs["hi"])  # type: ignore[call-overload]
+    shape = t[0].shape
+    if len(shape) != 4 or shape[0] != 1 or not 0 <= lo < hi <= shape[1]:
+        raise IRError(f"row_view {node.label}: rows [{lo}, {hi}) of {list(shape)}")
+    return [TType((1, hi - lo, shape[2], shape[3]), t[0].dtype)]
+
+
+def _view_bytes(graph: Graph, node: Node) -> list[tuple[str, str, int]]:
+    lo = int(node.attrs["lo"])  # type: ignore[call-overload]
+    return [(node.outputs[0], node.inputs[0], lo * row_bytes(graph, node.inputs[0]))]
+
+
+@op(
+    "row_view",
+    attrs={"lo": AttrSpec("int"), "hi": AttrSpec("int")},
+    infer=_infer_view,
+    dtypes=ANY,
+    layout="logical",
+    memory="view",
+    quant=SAME,
+    kernels=(),
+    views=_view_bytes,
+)
+def row_view(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows [lo, hi) of a batch-1 NHWC tensor."""
+    return [x[0][:, int(node.attrs["lo"]) : int(node.attrs["hi"])]]  # type: ignore[call-overload]
+
+
+def _infer_concat(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    first = t[0].shape
+    for x in t:
+        if len(x.shape) != 4 or x.shape[0] != 1 or x.shape[2:] != first[2:]:
+            raise IRError(f"row_concat {node.label}: bands {[list(x.shape) for x in t]}")
+    return [TType((1, sum(x.shape[1] for x in t), first[2], first[3]), t[0].dtype)]
+
+
+def _concat_bytes(graph: Graph, node: Node) -> list[tuple[str, str, int]]:
+    out, at = [], 0
+    for name in node.inputs:
+        out.append((name, node.outputs[0], at))
+        at += graph.tensors[name].nbytes
+    return out
+
+
+@op(
+    "row_concat",
+    inputs=(1, 1 << 16),
+    infer=_infer_concat,
+    dtypes=ANY,
+    layout="logical",
+    memory="view",
+    quant=SAME,
+    kernels=(),
+    views=_concat_bytes,
+)
+def row_concat(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Bands of rows, top to bottom, as one batch-1 NHWC tensor."""
+    return [np.concatenate(x, axis=1)]
+
+
+def _moves_nothing(name: str) -> None:
+    float_run = row_view if name == "row_view" else row_concat
+
+    def run_int(
+        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+    ) -> list[np.ndarray]:
+        same_params(node, ins, outs)
+        return float_run(node, x)
+
+    run_int.__doc__ = f"{name} on quantized data: the same codes"
+    int_ref(name)(run_int)
+
+    @lowering(name, "portable")
+    def no_code(ctx: LowerCtx, node: Node) -> Lowered:
+        """No code: the planner placed every band inside the whole tensor's bytes."""
+        parts = node.outputs if name == "row_view" else node.inputs
+        for t in parts:
+            if not ctx.is_aliased(t):
+                raise CodegenError(f"node {node.label!r}: band {t!r} was not planned in place")
+        return Lowered()
+
+
+for _name in ("row_view", "row_concat"):
+    _moves_nothing(_name)

@@ -1,0 +1,266 @@
+"""patch: the first layers of a CNN run band by band, so no early feature map exists whole.
+
+A stage is a prefix of the schedule whose every op runs by rows (registry.RowRule: windows,
+element-wise ops, channel concat) and that leaves one tensor to the rest of the graph. Its
+output is cut into `bands` horizontal bands; for each band, the rows every tensor of the stage
+must hold are found backwards from the band (a window reads its rows plus the halo above and
+below), and the stage's nodes are repeated on just those rows. Halo rows are computed again by
+the next band: that is the recompute the search caps (`max_recompute`).
+
+Everything stays in the graph: band tensors are ordinary tensors of fewer rows, a node that
+reads only part of a band gets a `row_view` of it, and the stage output is the `row_concat` of
+its bands (compiler/ir/ops/rows.py). Neither moves data: the planner puts a band of the input
+frame where those rows are, and each band of the output in its final place, so the frame's
+consumed rows die and the output's bands come alive one by one (plan.plan_arena's pieces).
+
+Full-width bands are what batch-1 NHWC makes contiguous; they also keep every band's layer one
+kernel call on a smaller map, with no new kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.errors import IRError
+from compiler.ir.graph import Graph, Node
+from compiler.ir.registry import TType, get_op, get_row_rule, make_node
+from compiler.ir.tensor import Tensor
+
+Rows = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a patch-based stage is: nodes [start, end) of the schedule run in `bands` bands."""
+
+    start: int
+    end: int
+    output: str  # the one tensor the stage leaves to the rest of the graph
+    bands: int
+    macs: int  # the stage's multiply-accumulates layer by layer
+    extra_macs: int  # what the bands compute twice (halo rows)
+
+
+def node_macs(graph: Graph, node: Node) -> int:
+    d = get_op(node.op)
+    if d.macs is None:
+        return 0
+    ins = [TType(graph.tensors[i].shape, graph.tensors[i].dtype) for i in node.inputs]
+    outs = [TType(graph.tensors[o].shape, graph.tensors[o].dtype) for o in node.outputs]
+    return int(d.macs(node, ins, outs))
+
+
+def _rows(graph: Graph, node: Node, a: int, b: int) -> list[Rows | None] | None:
+    rule = get_row_rule(node.op)
+    return None if rule is None else rule.needs(graph, node, a, b)
+
+
+def _runs_by_rows(graph: Graph, node: Node) -> bool:
+    """The node can run on a band: its row rule applies, its output is a batch-1 integer NHWC
+    map, and it reads whole only constants."""
+    y = graph.tensors[node.outputs[0]]
+    if len(node.outputs) != 1 or y.dtype not in ("i8", "i16") or len(y.shape) != 4:
+        return False
+    needs = _rows(graph, node, 0, y.shape[1])
+    if needs is None:
+        return False
+    pairs = zip(node.inputs, needs, strict=True)
+    return all(need is not None or graph.tensors[i].is_const for i, need in pairs)
+
+
+def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
+    """The [start, end) ranges of the schedule (from `after` on) that can run band by band:
+    every node runs by rows, takes its activations from the stage or from before it (whole
+    maps, read by band), and the stage leaves exactly one tensor, its last node's."""
+    nodes = graph.nodes
+    last_use: dict[str, int] = {}
+    for k, n in enumerate(nodes):
+        for i in n.inputs:
+            last_use[i] = k
+    for o in graph.outputs:
+        last_use[o] = len(nodes)
+    ok = [k >= after and _runs_by_rows(graph, n) for k, n in enumerate(nodes)]
+    out = []
+    for start in range(after, len(nodes)):
+        made: list[str] = []
+        for end in range(start + 1, len(nodes) + 1):
+            if not ok[end - 1]:
+                break
+            made.append(nodes[end - 1].outputs[0])
+            leaving = [o for o in made if last_use.get(o, -1) >= end]
+            if leaving == [made[-1]]:
+                out.append((start, end))
+    return out
+
+
+def band_edges(rows: int, bands: int) -> list[int]:
+    """Row boundaries of `bands` bands of (nearly) equal height."""
+    return [round(k * rows / bands) for k in range(bands + 1)]
+
+
+def _clip(r: Rows, rows: int) -> Rows:
+    return max(r[0], 0), min(r[1], rows)
+
+
+def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, Stage]:
+    """The graph with nodes [start, end) run in `bands` bands of the stage output's rows (a
+    pure Graph -> Graph rewrite; `stage_ranges` says which ranges qualify)."""
+    stage = graph.nodes[start:end]
+    out = stage[-1].outputs[0]
+    height = graph.tensors[out].shape[1]
+    if not 2 <= bands <= height:
+        raise IRError(f"patch stage ending at {out!r}: {bands} bands of {height} rows")
+    produced = {o for n in stage for o in n.outputs}
+    g = graph.copy()
+    new_nodes: list[Node] = []
+    edges = band_edges(height, bands)
+    macs = sum(node_macs(graph, n) for n in stage)
+    band_macs = 0
+    parts = []
+    for k in range(bands):
+        need: dict[str, Rows] = {out: (edges[k], edges[k + 1])}
+        reads: dict[int, list[Rows | None]] = {}
+        for idx in range(len(stage) - 1, -1, -1):  # which rows each tensor holds in this band
+            n = stage[idx]
+            if n.outputs[0] not in need:
+                continue
+            raw = _rows(graph, n, *need[n.outputs[0]])
+            assert raw is not None
+            held: list[Rows | None] = []
+            for i, r in zip(n.inputs, raw, strict=True):
+                if r is None:
+                    held.append(None)
+                    continue
+                c = _clip(r, graph.tensors[i].shape[1])
+                if c[0] >= c[1]:
+                    raise IRError(f"patch stage: {n.label!r} reads no row of {i!r} in a band")
+                held.append(c)
+                old = need.get(i, c)
+                need[i] = (min(old[0], c[0]), max(old[1], c[1]))
+            reads[idx] = held
+        band_name: dict[str, str] = {}
+        for idx, n in enumerate(stage):
+            if idx not in reads:
+                continue
+            held = reads[idx]
+            ins = []
+            for i, h in zip(n.inputs, held, strict=True):
+                if h is None:
+                    ins.append(i)
+                    continue
+                src, base = (
+                    (band_name[i], need[i]) if i in produced else (i, (0, g.tensors[i].shape[1]))
+                )
+                if h == base:
+                    ins.append(src)
+                    continue
+                view = g.fresh_name(f"{i}.b{k}.r{h[0]}_{h[1]}")
+                lo, hi = h[0] - base[0], h[1] - base[0]
+                _add_tensor(g, view, g.tensors[i], (1, hi - lo, *g.tensors[i].shape[2:]))
+                new_nodes.append(make_node("row_view", [src], [view], f"{view}", lo=lo, hi=hi))
+                ins.append(view)
+            y = n.outputs[0]
+            name = g.fresh_name(f"{y}.b{k}")
+            rule = get_row_rule(n.op)
+            assert rule is not None
+            attrs = rule.band(graph, n, *need[y], held) if rule.band is not None else dict(n.attrs)
+            bn = make_node(n.op, ins, [name], f"{n.label}.b{k}", **attrs)
+            types = [TType(g.tensors[i].shape, g.tensors[i].dtype) for i in ins]
+            values = [g.tensors[i].data for i in ins]
+            inferred = get_op(n.op).infer(bn, types, values)
+            rows = need[y][1] - need[y][0]
+            want = (1, rows, *graph.tensors[y].shape[2:])
+            if inferred is None or inferred[0].shape != want:
+                raise IRError(
+                    f"patch stage: {n.label!r} on rows {need[y]} gives "
+                    f"{None if inferred is None else list(inferred[0].shape)}, not {list(want)}"
+                )
+            _add_tensor(g, name, graph.tensors[y], want)
+            band_name[y] = name
+            new_nodes.append(bn)
+            band_macs += node_macs(g, bn)
+        parts.append(band_name[out])
+    new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
+    g.nodes = g.nodes[:start] + new_nodes + g.nodes[end:]
+    g.prune_tensors()
+    return g, Stage(start, end, out, bands, macs, band_macs - macs)
+
+
+def _add_tensor(g: Graph, name: str, like: Tensor, shape: tuple[int, ...]) -> None:
+    g.tensors[name] = like.copy(name=name, shape=tuple(shape), data=None)
+
+
+MAX_STAGES = 4
+
+
+def search(
+    graph: Graph,
+    max_recompute: float,
+    estimate: Callable[[Graph], tuple[int, list[int]]],
+    exact: Callable[[Graph], int],
+    max_bands: int = 64,
+    finalists: int = 4,
+) -> tuple[Graph, list[Stage]]:
+    """Stages, one at a time, each where it lowers the peak (arena + I/O) most, within
+    `max_recompute` of the graph's MACs for all stages together (0.2: 20% more).
+
+    `estimate(graph)` is the cheap peak (the planner's lower bound) and the steps at which it
+    is reached: only a stage over such a step can lower it. Every stage range and band count
+    is estimated; the `finalists` best are planned for real (`exact`), and the best of those is
+    kept if it lowers the peak, or keeps it and leaves fewer steps at it. Layer by layer when
+    nothing helps (the caller also keeps layer by layer when the stages did not pay)."""
+    total = max(sum(node_macs(graph, n) for n in graph.nodes), 1)
+    budget = max_recompute * total
+    spent = 0
+    stages: list[Stage] = []
+    hot = estimate(graph)[1]
+    # a stage that removes one of several steps at the peak is progress: the next removes
+    # the others (a 64x64 stem and a residual block later)
+    current = (exact(graph), len(hot))
+    for _ in range(MAX_STAGES):
+        after = max((k + 1 for k, n in enumerate(graph.nodes) if n.op == "row_concat"), default=0)
+        found: list[tuple[tuple[int, int, int, int], Graph, Stage]] = []
+        for start, end in stage_ranges(graph, after):
+            if not any(start <= h < end for h in hot):
+                continue
+            height = graph.tensors[graph.nodes[end - 1].outputs[0]].shape[1]
+            worse, last = 0, None
+            for bands in band_counts(height, max_bands):
+                try:
+                    tiled, stage = tile_stage(graph, start, end, bands)
+                except IRError:
+                    continue
+                if spent + stage.extra_macs > budget:
+                    break  # more bands only recompute more
+                c, h = estimate(tiled)
+                found.append(((c, len(h), stage.extra_macs, len(found)), tiled, stage))
+                worse = worse + 1 if last is not None and (c, len(h)) >= last else 0
+                if worse >= 2:  # the peak stopped falling with more bands
+                    break
+                last = (c, len(h))
+        found.sort(key=lambda f: f[0])
+        best = min(
+            (
+                ((exact(t), key[1]), s.extra_macs, key[3], t, s)
+                for key, t, s in found[:finalists]
+            ),
+            default=None,
+            key=lambda b: b[:3],
+        )
+        if best is None or best[0] >= current:
+            break
+        current, _, _, graph, stage = best
+        spent += stage.extra_macs
+        stages.append(stage)
+        hot = estimate(graph)[1]
+    return graph, stages
+
+
+def band_counts(height: int, max_bands: int = 64) -> list[int]:
+    """2, 3, 4, ... up to the output's rows: a geometric ladder past 8, so that tall maps do
+    not try every count."""
+    counts = sorted({int(c) for c in np.unique(np.geomspace(2, max(height, 2), 24).round())})
+    return [c for c in counts if 2 <= c <= min(height, max_bands)]

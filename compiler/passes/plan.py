@@ -397,6 +397,18 @@ def verify_plan(graph: Graph, plan: Plan) -> None:
         whole = plan.sizes.get(root, graph.tensors[root].nbytes if root in graph.tensors else 0)
         if delta < 0 or delta + graph.tensors[t].nbytes > whole:
             raise IRError(f"plan check failed: {t} at +{delta} lies outside {root}")
+    # every tensor's bytes stay reserved for its whole life, by the pieces of its buffer
+    for t, (first, last) in plan_lifetimes(graph).items():
+        root, delta = plan.views.get(t, (t, 0))
+        if root not in plan.lives:
+            continue  # the caller's buffers
+        lo, hi = delta, delta + graph.tensors[t].nbytes
+        for a, b, f, z in plan.pieces_of(root):
+            if a < hi and lo < b and not (f <= first and last <= z):
+                raise IRError(
+                    f"plan check failed: bytes [{a}, {b}) of {root} live steps {f}..{z}, but "
+                    f"{t} needs them over steps {first}..{last}"
+                )
 
 
 def plan_text(graph: Graph, plan: Plan) -> str:

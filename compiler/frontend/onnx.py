@@ -7,6 +7,7 @@ propagated at import so every tensor gets its static shape; canonicalize then fo
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from compiler.errors import IRError, ModelError, UsageError
+from compiler.frontend.limits import MAX_ELEMENTS, MAX_ITEMS, many
 from compiler.frontend.onnx_ops import CUSTOM_OPS, HANDLERS, ONNX_DTYPES
 from compiler.ir.graph import Graph
 from compiler.ir.registry import TType, get_op, make_node
@@ -143,6 +145,10 @@ class Importer:
                     "give static input shapes with --input-shape",
                 )
             inferred = [TType(tuple(k.shape), self._dtype(k)) for k in known]
+        for o, tt in zip(outputs, inferred, strict=True):
+            count = math.prod(int(d) for d in tt.shape)
+            if count > MAX_ELEMENTS or any(d < 0 for d in tt.shape):
+                self.fail(node, f"would make {o!r} of shape {list(tt.shape)}, beyond tvc's limits")
         for k, (o, tt) in enumerate(zip(outputs, inferred, strict=True)):
             layout = "NCHW" if len(tt.shape) == 4 and tt.dtype == "f32" else None
             self.graph.tensors[o] = Tensor(o, tt.shape, tt.dtype, layout)
@@ -184,7 +190,13 @@ class Importer:
                     f"{self.path}: node {node.name!r} ({node.op_type}) is not supported by tvc",
                     "supported ONNX ops: " + ", ".join(sorted(HANDLERS)),
                 )
-            handler(self, node)
+            try:
+                handler(self, node)
+            except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
+                # a handler met a node it cannot read: a missing attribute or input, a wrong
+                # rank, a zero stride; the file is valid protobuf but not a valid node
+                why = f"{type(e).__name__}: {e}"[:160]
+                self.fail(node, f"has attributes or inputs tvc cannot read ({why})")
         for vo in g.output:
             if vo.name not in self.graph.tensors:
                 raise ModelError(f"{self.path}: graph output {vo.name!r} is never computed")
@@ -279,4 +291,95 @@ def load_onnx(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None 
         from onnx import inliner
 
         model = inliner.inline_selected_functions(model, list(CUSTOM_OPS), exclude=True)
+    check_onnx(model, path)
     return Importer(model, path, input_shapes or {}).run()
+
+
+NUMERIC = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.INT16,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.BOOL,
+}
+
+
+def check_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """What the importer assumes, checked before it runs: sizes within tvc's limits (refused
+    before anything is allocated), initializers whose data matches their dims and dtype, named
+    and unique node outputs, inputs that exist. Cycles and dangling inputs are found by the
+    importer's dependency sort."""
+    g = model.graph
+    if len(g.node) > MAX_ITEMS:
+        raise ModelError(f"{path}: {len(g.node):,} nodes (tvc's limit: {MAX_ITEMS:,})")
+    for init in g.initializer:
+        dims = list(init.dims)
+        where = f"{path}: initializer {init.name!r}"
+        if not init.name:
+            raise ModelError(f"{path}: an initializer has no name")
+        if any(d < 0 for d in dims):
+            raise ModelError(f"{where} has negative dims {dims}")
+        count = math.prod(int(d) for d in dims)
+        if count > MAX_ELEMENTS:
+            raise ModelError(f"{where} has {many(count)} elements (tvc's limit: {MAX_ELEMENTS:,})")
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelError(
+                f"{where} keeps its data in an external file",
+                "save the model with its weights inside: onnx.save(..., save_as_external_data="
+                "False)",
+            )
+        np_dtype = (
+            onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+            if init.data_type in (onnx.helper.get_all_tensor_dtypes())
+            else None
+        )
+        if np_dtype is None or init.data_type == onnx.TensorProto.UNDEFINED:
+            raise ModelError(f"{where} has data type {init.data_type}, not an ONNX tensor type")
+        if init.data_type not in NUMERIC:
+            raise ModelError(
+                f"{where} is {onnx.TensorProto.DataType.Name(init.data_type)}; tvc reads numeric "
+                "weights (float, integer, bool)"
+            )
+        have = _stored_elements(init, np.dtype(np_dtype).itemsize)
+        if have != count:
+            raise ModelError(f"{where}: dims {dims} need {count} values, the file holds {have}")
+        a = numpy_helper.to_array(init)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ModelError(
+                f"{where} holds NaN or infinite values",
+                "check the training run; tvc quantizes finite weights only",
+            )
+    for vi in g.input:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims) or math.prod(int(d) for d in dims) > MAX_ELEMENTS:
+            raise ModelError(
+                f"{path}: input {vi.name!r} declares shape {dims}, beyond tvc's limits"
+            )
+    produced: set[str] = {i.name for i in g.initializer} | {i.name for i in g.input}
+    for k, node in enumerate(g.node):
+        label = f"{path}: node {node.name or f'#{k}'!r} ({node.op_type})"
+        if not node.output or any(not o for o in node.output[:1]):
+            raise ModelError(f"{label} has an unnamed output")
+        for o in node.output:
+            if o and o in produced:
+                raise ModelError(f"{label} writes {o!r}, which another node or input also defines")
+            produced.add(o)
+    for vo in g.output:
+        if not vo.name:
+            raise ModelError(f"{path}: a graph output has no name")
+
+
+def _stored_elements(init: onnx.TensorProto, itemsize: int) -> int:
+    """Values a numeric initializer holds in the file: raw bytes / item size (-1 when they do
+    not divide), or the length of its typed field."""
+    if init.HasField("raw_data"):
+        return len(init.raw_data) // itemsize if len(init.raw_data) % itemsize == 0 else -1
+    for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+        n = len(getattr(init, field))
+        if n:
+            return n
+    return 0

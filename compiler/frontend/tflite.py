@@ -14,6 +14,7 @@ from typing import NoReturn
 import numpy as np
 
 from compiler.errors import IRError, ModelError, UsageError
+from compiler.frontend.tflite_check import check_tflite
 from compiler.frontend.tflite_ops import ACTS, HANDLERS
 from compiler.ir.graph import Graph
 from compiler.ir.registry import make_node
@@ -36,16 +37,9 @@ class TFLiteImporter:
 
         self.tfl = tflite
         self.path = path
-        try:
-            if len(blob) < 8 or blob[4:8] != b"TFL3":
-                raise ValueError("no TFL3 identifier")
-            self.model = tflite.Model.GetRootAsModel(blob, 0)
-            self.sg = self.model.Subgraphs(0)
-        except Exception as e:
-            raise ModelError(
-                f"{path}: not a valid TFLite model ({e})",
-                "check that the file was copied completely",
-            ) from None
+        check_tflite(blob, path)  # every offset, length, index and size checked first
+        self.model = tflite.Model.GetRootAsModel(blob, 0)
+        self.sg = self.model.Subgraphs(0)
         self._names: dict[int, str] = {}  # tensor index -> IR name
         self._taken: set[str] = set()
         name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "model"
@@ -64,6 +58,11 @@ class TFLiteImporter:
         test models leave names out); a name another tensor already took gets `#<index>`."""
         if index in self._names:
             return self._names[index]
+        if not 0 <= index < self.sg.TensorsLength():  # -1: an optional input left out
+            raise ModelError(
+                f"{self.path}: operator {self._at} reads tensor index {index}, which names no "
+                "tensor (an input this operator needs is missing)"
+            )
         raw = self.sg.Tensors(index).Name()
         try:
             name = raw.decode() if raw else ""
@@ -128,23 +127,34 @@ class TFLiteImporter:
     # --- operators -----------------------------------------------------------------------------
     def opname(self, op) -> str:  # type: ignore[no-untyped-def]
         code = self.model.OperatorCodes(op.OpcodeIndex())
-        return self.tfl.opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        try:
+            return self.tfl.opcode2name(number)
+        except ValueError:  # past the builtin operators this tflite schema knows
+            raise ModelError(
+                f"{self.path}: operator code {number} is not a TFLite builtin operator",
+                "tvc imports builtin TFLite operators; custom operators are not supported",
+            ) from None
 
     def options(self, op, cls):  # type: ignore[no-untyped-def]
         table = op.BuiltinOptions()
+        if table is None:
+            raise ModelError(
+                f"{self.path}: operator {self._at} has no options table (strides, padding, "
+                "activation): the file is damaged or not written by a TFLite converter"
+            )
         o = cls()
-        if table is not None:
-            o.Init(table.Bytes, table.Pos)
+        o.Init(table.Bytes, table.Pos)
         return o
 
     def needed(self) -> list[int]:
         """Operators the outputs depend on (RESHAPE depends on its data input only)."""
         producer = {}
         for i in range(self.sg.OperatorsLength()):
-            for o in self.sg.Operators(i).OutputsAsNumpy():
+            for o in _ints(self.sg.Operators(i).OutputsAsNumpy()):
                 producer[int(o)] = i
         want: set[int] = set()
-        stack = [int(o) for o in self.sg.OutputsAsNumpy()]
+        stack = _ints(self.sg.OutputsAsNumpy())
         while stack:
             t = stack.pop()
             i = producer.get(t)
@@ -152,13 +162,13 @@ class TFLiteImporter:
                 continue
             want.add(i)
             op = self.sg.Operators(i)
-            ins = [int(x) for x in op.InputsAsNumpy() if x >= 0]
+            ins = [x for x in _ints(op.InputsAsNumpy()) if x >= 0]
             stack.extend(ins[:1] if self.opname(op) == "RESHAPE" else ins)
         return sorted(want)
 
     def run(self) -> Graph:
-        for i in self.sg.InputsAsNumpy():
-            name = self.tensor(int(i))
+        for i in _ints(self.sg.InputsAsNumpy()):
+            name = self.tensor(i)
             self.graph.inputs.append(name)
         for i in self.needed():
             op = self.sg.Operators(i)
@@ -170,15 +180,23 @@ class TFLiteImporter:
                     f"{self.path}: operator #{i} ({kind}) is not supported by tvc",
                     "supported TFLite ops: " + ", ".join(sorted(HANDLERS)),
                 )
-            ins = [int(x) for x in op.InputsAsNumpy()]
-            outs = [self.tensor(int(x)) for x in op.OutputsAsNumpy()]
+            ins = _ints(op.InputsAsNumpy())
+            outs = [self.tensor(x) for x in _ints(op.OutputsAsNumpy())]
+            if not outs or not ins:
+                self.fail(kind, "has no inputs or no outputs")
             for name in outs:
                 self.graph.tensors[name].data = None
             try:
                 handler(self, op, kind, ins, outs)
             except IRError as e:
                 self.fail(kind, e.message)
-        self.graph.outputs = [self.tensor(int(o)) for o in self.sg.OutputsAsNumpy()]
+            except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
+                # a handler met a tensor it cannot read (wrong rank, a missing input, a zero
+                # stride): the file is consistent as a flatbuffer but not as this operator
+                self.fail(kind, f"has inputs or options tvc cannot read: {e}")
+        self.graph.outputs = [self.tensor(o) for o in _ints(self.sg.OutputsAsNumpy())]
+        if not self.graph.inputs or not self.graph.outputs:
+            raise ModelError(f"{self.path}: the subgraph has no inputs or no outputs")
         self.graph.prune_tensors()
         return self.graph
 
@@ -200,6 +218,11 @@ class TFLiteImporter:
 
     _at = "?"
     _pending: tuple | None = None
+
+
+def _ints(v: object) -> list[int]:
+    """A vector of tensor indices; the generated accessors give 0 for an absent vector."""
+    return [int(x) for x in v] if isinstance(v, np.ndarray) else []
 
 
 def load_tflite(path: str | Path) -> Graph:

@@ -239,6 +239,8 @@ def softmax_params(beta: float, input_scale: float, integer_bits: int = 5) -> tu
     """PreprocessSoftmaxScaling + CalculateInputRadius: (multiplier, left_shift, diff_min)."""
     real = min(beta * input_scale * (1 << (31 - integer_bits)), float((1 << 31) - 1))
     mult, shift = quantize_multiplier(real)  # QuantizeMultiplierGreaterThanOne
+    if shift < 0:
+        raise ValueError(f"beta x input scale {beta * input_scale:g} is below TFLite's range")
     radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
     return mult, shift, -radius
 

@@ -42,6 +42,7 @@ class Stage:
     bands: int
     macs: int  # the stage's multiply-accumulates layer by layer
     extra_macs: int  # what the bands compute twice (halo rows)
+    extra_work: int  # the same in node_work units (element-wise ops' halo rows too)
 
 
 def node_macs(graph: Graph, node: Node) -> int:
@@ -51,6 +52,19 @@ def node_macs(graph: Graph, node: Node) -> int:
     ins = [TType(graph.tensors[i].shape, graph.tensors[i].dtype) for i in node.inputs]
     outs = [TType(graph.tensors[o].shape, graph.tensors[o].dtype) for o in node.outputs]
     return int(d.macs(node, ins, outs))
+
+
+ELEMENT_WORK = 16  # an element of an op without MACs (add, mul, concat) costs ~ this many MACs
+
+
+def node_work(graph: Graph, node: Node) -> int:
+    """What a node costs, in MACs: its MACs, or its output elements for element-wise ops and
+    data movement, whose recomputed halo rows cost instructions as well (measured on the M4
+    twin: an int8 mul or a channel concat takes several instructions per element)."""
+    macs = node_macs(graph, node)
+    if macs:
+        return macs
+    return ELEMENT_WORK * sum(graph.tensors[o].numel for o in node.outputs)
 
 
 def _rows(graph: Graph, node: Node, a: int, b: int) -> list[Rows | None] | None:
@@ -118,7 +132,8 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
     new_nodes: list[Node] = []
     edges = band_edges(height, bands)
     macs = sum(node_macs(graph, n) for n in stage)
-    band_macs = 0
+    work = sum(node_work(graph, n) for n in stage)
+    band_macs = band_work = 0
     parts = []
     for k in range(bands):
         need: dict[str, Rows] = {out: (edges[k], edges[k + 1])}
@@ -182,11 +197,12 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
             band_name[y] = name
             new_nodes.append(bn)
             band_macs += node_macs(g, bn)
+            band_work += node_work(g, bn)
         parts.append(band_name[out])
     new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
     g.nodes = g.nodes[:start] + new_nodes + g.nodes[end:]
     g.prune_tensors()
-    return g, Stage(start, end, out, bands, macs, band_macs - macs)
+    return g, Stage(start, end, out, bands, macs, band_macs - macs, band_work - work)
 
 
 def _add_tensor(g: Graph, name: str, like: Tensor, shape: tuple[int, ...]) -> None:
@@ -205,14 +221,15 @@ def search(
     finalists: int = 4,
 ) -> tuple[Graph, list[Stage]]:
     """Stages, one at a time, each where it lowers the peak (arena + I/O) most, within
-    `max_recompute` of the graph's MACs for all stages together (0.2: 20% more).
+    `max_recompute` of the graph's work for all stages together (0.2: 20% more; node_work:
+    MACs, and element-wise ops' elements, whose halo rows are recomputed too).
 
     `estimate(graph)` is the cheap peak (the planner's lower bound) and the steps at which it
     is reached: only a stage over such a step can lower it. Every stage range and band count
     is estimated; the `finalists` best are planned for real (`exact`), and the best of those is
     kept if it lowers the peak, or keeps it and leaves fewer steps at it. Layer by layer when
     nothing helps (the caller also keeps layer by layer when the stages did not pay)."""
-    total = max(sum(node_macs(graph, n) for n in graph.nodes), 1)
+    total = max(sum(node_work(graph, n) for n in graph.nodes), 1)
     budget = max_recompute * total
     spent = 0
     stages: list[Stage] = []
@@ -233,7 +250,7 @@ def search(
                     tiled, stage = tile_stage(graph, start, end, bands)
                 except IRError:
                     continue
-                if spent + stage.extra_macs > budget:
+                if spent + stage.extra_work > budget:
                     break  # more bands only recompute more
                 c, h = estimate(tiled)
                 found.append(((c, len(h), stage.extra_macs, len(found)), tiled, stage))
@@ -253,7 +270,7 @@ def search(
         if best is None or best[0] >= current:
             break
         current, _, _, graph, stage = best
-        spent += stage.extra_macs
+        spent += stage.extra_work
         stages.append(stage)
         hot = estimate(graph)[1]
     return graph, stages

@@ -17,8 +17,12 @@ from compiler.ir.ops.quant_ops import dequantize_int
 
 
 def sqnr_db(signal: float, noise: float) -> float:
+    if math.isnan(signal) or math.isnan(noise):
+        return math.nan
     if noise == 0.0:
         return math.inf
+    if math.isinf(noise):
+        return -math.inf
     return 10.0 * math.log10(max(signal, 1e-30) / noise)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import UsageError
+from compiler.errors import ModelError, UsageError
 from compiler.ir.boundary import load_array_file, model_shape, to_graph_layout
 from compiler.ir.graph import Graph, Node
 from compiler.ir.interpreter import run_graph
@@ -149,6 +149,13 @@ def observe_ranges(
             v = np.concatenate(parts)
             lo[name] = float(np.percentile(v, 100 - percentile))
             hi[name] = float(np.percentile(v, percentile))
+    for k in lo:
+        if not (np.isfinite(lo[k]) and np.isfinite(hi[k])):
+            raise ModelError(
+                f"calibration: tensor {k!r} takes values that are not finite ({lo[k]} .. "
+                f"{hi[k]}): the float model overflows on these inputs",
+                "check the weights and the calibration data (--mean/--std scaling)",
+            )
     return {k: Range(lo[k], hi[k]) for k in lo}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import TType
 
@@ -48,7 +49,13 @@ def make_shape(n: int, h: int, w: int, c: int, layout: str) -> tuple[int, ...]:
 
 
 def out_size(size: int, k: int, s: int, d: int, p0: int, p1: int, ceil: bool = False) -> int:
+    """Output length of a sliding window; absurd geometry (a window, stride or dilation below 1,
+    negative padding, padding wider than the window) is refused, never allocated."""
+    if k < 1 or s < 1 or d < 1 or min(p0, p1) < 0:
+        raise IRError(f"window {k}, stride {s}, dilation {d}, pads {p0}/{p1}: must be positive")
     span = (k - 1) * d + 1
+    if max(p0, p1) > span:
+        raise IRError(f"pads {p0}/{p1} are wider than the window ({span})")
     num = size + p0 + p1 - span
     if ceil:
         o = -(-num // s) + 1

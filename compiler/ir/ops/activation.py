@@ -355,7 +355,10 @@ def softmax_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> Softmax
         return SoftmaxParams(True, exp_table=table, out_shift=-e_out)
     if outs[0].dtype != "i8":
         raise IRError(f"softmax {node.label}: integer softmax runs over the last axis, int8")
-    mult, shift, diff_min = fx.softmax_params(float(beta), scale_zp(ins[0])[0])
+    try:
+        mult, shift, diff_min = fx.softmax_params(float(beta), scale_zp(ins[0])[0])
+    except ValueError as e:
+        raise IRError(f"softmax {node.label}: {e}") from None
     return SoftmaxParams(False, mult, shift, diff_min)
 
 

@@ -293,6 +293,18 @@ def test_schedule_runs_branches_one_at_a_time() -> None:
     np.testing.assert_array_equal(run_graph(s, {"x": x})["y"], run_graph(g, {"x": x})["y"])
 
 
+def _assert_f439_and_poisoned_exact(out: Path) -> None:
+    """The F439 twin and a poisoned host build both equal the integer interpreter."""
+    graph = load_model(out)
+    samples = _samples(graph, 2, 8)
+    outs, _ = run_qemu(out, graph, get_board("stm32f439"), samples)
+    poisoned = run_host(build_host(out, graph, defines=("TVC_POISON_FREED",)), graph, samples)
+    for s, q, h in zip(samples, outs, poisoned, strict=True):
+        ref = run_graph(graph, s)["y"]
+        np.testing.assert_array_equal(q["y"], ref)
+        np.testing.assert_array_equal(h["y"], ref)
+
+
 def test_resnet9_fits_96k_of_sram_patch_based(exported, calib, tmp_path) -> None:
     """ResNet-9 (64x64) layer by layer needs ~209 KB (SRAM + CCM, below); patch-based stages
     bring it under 96 KB of SRAM alone within the default 20% recompute cap, bit-exact on the
@@ -303,14 +315,7 @@ def test_resnet9_fits_96k_of_sram_patch_based(exported, calib, tmp_path) -> None
     ram = json.loads((out / "report.json").read_text())["ram"]
     assert not ram["regions"] and ram["main_ram_bytes"] == ram["peak_bytes"] <= 96 * 1024
     assert ram["patch"]["used"] and ram["patch"]["extra_macs_pct"] <= 20
-    graph = load_model(out)
-    samples = _samples(graph, 2, 8)
-    outs, _ = run_qemu(out, graph, get_board("stm32f439"), samples)
-    poisoned = run_host(build_host(out, graph, defines=("TVC_POISON_FREED",)), graph, samples)
-    for s, q, h in zip(samples, outs, poisoned, strict=True):
-        ref = run_graph(graph, s)["y"]
-        np.testing.assert_array_equal(q["y"], ref)
-        np.testing.assert_array_equal(h["y"], ref)
+    _assert_f439_and_poisoned_exact(out)
 
 
 def test_buffers_spill_into_ccm_when_sram_is_full(exported, calib, tmp_path) -> None:
@@ -327,14 +332,7 @@ def test_buffers_spill_into_ccm_when_sram_is_full(exported, calib, tmp_path) -> 
     )
     assert ram["main_ram_bytes"] <= 192 * 1024 < ram["peak_bytes"]
     assert "buffers in CCM" in r.stdout
-    graph = load_model(out)
-    samples = _samples(graph, 2, 8)
-    outs, _ = run_qemu(out, graph, get_board("stm32f439"), samples)
-    poisoned = run_host(build_host(out, graph, defines=("TVC_POISON_FREED",)), graph, samples)
-    for s, q, h in zip(samples, outs, poisoned, strict=True):
-        ref = run_graph(graph, s)["y"]
-        np.testing.assert_array_equal(q["y"], ref)
-        np.testing.assert_array_equal(h["y"], ref)
+    _assert_f439_and_poisoned_exact(out)
 
 
 def test_check_reports_regions_and_stack(compiled) -> None:

@@ -177,13 +177,18 @@ class ChannelRule:
 _CHANNEL_RULES: dict[str, ChannelRule] = {}
 
 
+def _declare(table: dict[str, object], what: str, name: str, rule: object) -> None:
+    """A rule declared beside its op, once per op."""
+    if name not in _REGISTRY:
+        raise RuntimeError(f"{what} for unknown op {name!r}")
+    if name in table:
+        raise RuntimeError(f"{what} of {name!r} defined twice")
+    table[name] = rule
+
+
 def channel_rule(name: str, rule: ChannelRule) -> None:
     """Declare how op `name` takes part in dead-channel elimination, beside the op."""
-    if name not in _REGISTRY:
-        raise RuntimeError(f"channel rule for unknown op {name!r}")
-    if name in _CHANNEL_RULES:
-        raise RuntimeError(f"channel rule of {name!r} defined twice")
-    _CHANNEL_RULES[name] = rule
+    _declare(_CHANNEL_RULES, "channel rule", name, rule)  # type: ignore[arg-type]
 
 
 def get_channel_rule(name: str) -> ChannelRule | None:
@@ -215,11 +220,7 @@ _ROW_RULES: dict[str, RowRule] = {}
 
 def row_rule(name: str, rule: RowRule) -> None:
     """Declare how op `name` runs on a band of output rows, beside the op."""
-    if name not in _REGISTRY:
-        raise RuntimeError(f"row rule for unknown op {name!r}")
-    if name in _ROW_RULES:
-        raise RuntimeError(f"row rule of {name!r} defined twice")
-    _ROW_RULES[name] = rule
+    _declare(_ROW_RULES, "row rule", name, rule)  # type: ignore[arg-type]
 
 
 def get_row_rule(name: str) -> RowRule | None:

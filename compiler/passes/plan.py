@@ -44,30 +44,15 @@ def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
-    """First and last step (node index) at which each activation holds data."""
-    life: dict[str, tuple[int, int]] = {i: (-1, -1) for i in graph.inputs}
-    for step, n in enumerate(graph.nodes):
-        for o in n.outputs:
-            life[o] = (step, step)
-        for i in n.inputs:
-            if i in life:
-                life[i] = (life[i][0], step)
-    end = len(graph.nodes)
-    for o in graph.outputs:
-        life[o] = (life[o][0], end)
-    return life
-
-
-def _view_sources(graph: Graph) -> set[int]:
-    """Steps of view ops: their uses of a tensor move no data, so they do not keep its bytes
-    alive (the view's own readers do, for the bytes it covers)."""
-    return {k for k, n in enumerate(graph.nodes) if get_op(n.op).memory == "view"}
-
-
-def plan_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
-    """Like `lifetimes`, without the uses by view ops (row bands read in place)."""
-    skip = _view_sources(graph)
+def lifetimes(graph: Graph, views_read: bool = True) -> dict[str, tuple[int, int]]:
+    """First and last step (node index) at which each activation holds data. Without
+    `views_read`, uses by view ops do not count: they move no data, so they do not keep a
+    tensor's bytes alive (the view's own readers do, for the bytes it covers)."""
+    skip = (
+        set()
+        if views_read
+        else {k for k, n in enumerate(graph.nodes) if get_op(n.op).memory == "view"}
+    )
     life: dict[str, tuple[int, int]] = {i: (-1, -1) for i in graph.inputs}
     for step, n in enumerate(graph.nodes):
         for o in n.outputs:
@@ -81,6 +66,11 @@ def plan_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     for o in graph.outputs:
         life[o] = (life[o][0], end)
     return life
+
+
+def plan_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
+    """The lives the planner reserves bytes for: `lifetimes` without the uses by view ops."""
+    return lifetimes(graph, views_read=False)
 
 
 def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[str, int]]:

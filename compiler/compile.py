@@ -199,29 +199,26 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
     def estimate(g: Graph) -> tuple[int, list[int]]:
         return min(peak_estimate(g, scratch_of(g), a) for a in placements)
 
-    def exact(g: Graph) -> int:
+    def best_plan(g: Graph) -> tuple[Plan, bool]:
+        """The graph's plan with the input where it gives the lower peak (arena + I/O)."""
         sc = scratch_of(g)
-        return min(
-            p.size + io_bytes(g, p)
-            for p in (plan_arena(g, scratch=sc, arena_inputs=a) for a in placements)
-        )
+        plans = [(plan_arena(g, scratch=sc, arena_inputs=a), a) for a in placements]
+        return min(plans, key=lambda pa: (pa[0].size + io_bytes(g, pa[0]), pa[1]))
+
+    def exact(g: Graph) -> int:
+        p, _ = best_plan(g)
+        return p.size + io_bytes(g, p)
 
     stages: list[Stage] = []
     chosen = base
     if opts.max_recompute > 0:
         chosen, stages = search(base, opts.max_recompute, estimate, exact)
-    scratch = fused_scratch if chosen is fused else scratch_needs(chosen, opts.kernels)
-    plans = [(plan_arena(chosen, scratch=scratch, arena_inputs=a), a) for a in placements]
-    plan, arena_in = min(plans, key=lambda pa: (pa[0].size + io_bytes(chosen, pa[0]), pa[1]))
-    base_scratch = fused_scratch if base is fused else whole_scratch
-    layerwise_peak = min(
-        p.size + io_bytes(base, p)
-        for p in (plan_arena(base, scratch=base_scratch, arena_inputs=a) for a in placements)
-    )
+    plan, arena_in = best_plan(chosen)
+    layerwise_peak = exact(base)
     if layerwise_peak <= plan.size + io_bytes(chosen, plan) and stages:  # no gain after all
-        chosen, stages, scratch = base, [], base_scratch
-        plans = [(plan_arena(base, scratch=scratch, arena_inputs=a), a) for a in placements]
-        plan, arena_in = min(plans, key=lambda pa: (pa[0].size + io_bytes(base, pa[0]), pa[1]))
+        chosen, stages = base, []
+        plan, arena_in = best_plan(base)
+    scratch = scratch_of(chosen)
     if stages:
         verify(chosen, "schedule")
     verify_plan(chosen, plan)

@@ -28,6 +28,7 @@ from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.registry import TType, get_op, get_row_rule, make_node
 from compiler.ir.tensor import Tensor
+from compiler.passes.plan import lifetimes
 
 Rows = tuple[int, int]
 
@@ -90,12 +91,7 @@ def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
     every node runs by rows, takes its activations from the stage or from before it (whole
     maps, read by band), and the stage leaves exactly one tensor, its last node's."""
     nodes = graph.nodes
-    last_use: dict[str, int] = {}
-    for k, n in enumerate(nodes):
-        for i in n.inputs:
-            last_use[i] = k
-    for o in graph.outputs:
-        last_use[o] = len(nodes)
+    last_use = {t: last for t, (_, last) in lifetimes(graph).items()}
     ok = [k >= after and _runs_by_rows(graph, n) for k, n in enumerate(nodes)]
     out = []
     for start in range(after, len(nodes)):

@@ -29,6 +29,7 @@ from compiler.ir.interpreter import run_graph
 from compiler.ir.lowering import BACKENDS
 from compiler.ir.tensor import QUANTIZED_DTYPES
 from compiler.ir.text import print_graph
+from compiler.outdir import records_dir
 from compiler.passes.manager import STAGES, run_passes
 from compiler.passes.plan import plan_text
 from compiler.tools.boards import all_boards, get_board, parse_size
@@ -117,6 +118,22 @@ def _parser() -> argparse.ArgumentParser:
         "size: the shared kernels only (default: %(default)s)",
     )
     _memory_options(comp)
+    comp.add_argument(
+        "--format",
+        default="plain",
+        choices=("plain", "arduino"),
+        help="plain: C sources, Make/CMake fragments and the report in OUT; arduino: an Arduino "
+        "library (library.properties, src/, examples/NAME/NAME.ino) for arduino-cli "
+        "(default: %(default)s)",
+    )
+    comp.add_argument(
+        "--zip", action="store_true", help="with --format arduino: also write OUT.zip"
+    )
+    comp.add_argument(
+        "--sample",
+        help="with --format arduino: the example's bundled input (.npy/.npz in the model's "
+        "layout; default: the first --val or --calib sample)",
+    )
 
     sub.add_parser("boards", help="list the boards tvc knows")
 
@@ -262,7 +279,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.engine == "qemu":
         import json as _json
 
-        target = args.board or _json.loads((Path(args.model) / "report.json").read_text())["target"]
+        target = (
+            args.board
+            or _json.loads((records_dir(Path(args.model)) / "report.json").read_text())["target"]
+        )
         result = emulate(Path(args.model), graph, get_board(target), [feeds], profile=args.profile)
         raw, instr = result.outputs[0], result.instructions
         if args.profile:
@@ -312,11 +332,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         input_in_arena=_in_arena(args),
         max_recompute=args.max_recompute,
+        format=args.format,
+        zip=args.zip,
+        sample=args.sample,
         progress=sys.stderr.isatty(),
     )
     out, report = compile_model(opts)
     sys.stdout.write(summary_text(report))
     print(f"wrote {out}/")
+    if args.format == "arduino":
+        print(f"Arduino library: {out}/ (example examples/{report['name']}/{report['name']}.ino)")
+    if args.zip:
+        print(f"wrote {out.with_name(out.name + '.zip')} (arduino-cli lib install --zip-path)")
     return 0
 
 
@@ -341,7 +368,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    path = args.outdir / "report.json"
+    path = records_dir(args.outdir) / "report.json"
     if not path.is_file():
         raise UsageError(f"{args.outdir}: no report.json (not a tvc compile output directory)")
     sys.stdout.write(summary_text(json.loads(path.read_text())))

@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from compiler.codegen.cmsis import uses_cmsis
 from compiler.codegen.emit import emit_c
 from compiler.codegen.lower import scratch_needs
@@ -23,6 +25,7 @@ from compiler.ir.lowering import BACKENDS
 from compiler.ir.tensor import QUANTIZED_DTYPES
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify, verify_lowerable, verify_quantized
+from compiler.outdir import records_dir
 from compiler.passes.dead_channels import eliminate_dead_channels
 from compiler.passes.manager import STAGES as FLOAT_STAGES
 from compiler.passes.manager import run_passes
@@ -43,6 +46,7 @@ from compiler.quant.rnnpool import rnnpool_state_ranges
 from compiler.quant.seedot import search_seedot
 from compiler.tools.boards import Board, get_board, parse_size
 from compiler.tools.firmware import LinkOverflow, build_firmware
+from compiler.tools.package import as_arduino_library, check_format, example_sample, write_zip
 from compiler.tools.report import layer_table, summary_text, write_report
 
 STACK_RESERVE = (
@@ -72,6 +76,9 @@ class CompileOptions:
     # the input frame in the arena: True, False, or None (where it lowers arena + I/O)
     input_in_arena: bool | None = None
     max_recompute: float = 0.2  # patch-based stages may add this share of the model's MACs
+    format: str = "plain"  # the output directory's layout: plain, or an Arduino library
+    zip: bool = False  # also write OUT.zip (the Arduino library, ready for arduino-cli)
+    sample: str | None = None  # the Arduino example's bundled input (model layout)
 
 
 def c_name(text: str) -> str:
@@ -230,6 +237,9 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
 
 def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     board = get_board(opts.target)
+    check_format(opts.format, board)
+    if opts.zip and opts.format != "arduino":
+        raise UsageError("--zip packs an Arduino library; add --format arduino")
     staged = run_pipeline(opts)
     name = c_name(opts.name or staged.graph.name)
     out = Path(opts.out or f"build/{name}")
@@ -290,6 +300,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             mode,
         )
         report["kernels"] = opts.kernels
+        report["format"] = opts.format
         report["optimize"] = mode
         report["ram"]["regions"] = {  # type: ignore[index]
             r.name: {"arena_bytes": sz, "size_bytes": r.size, "section": r.section}
@@ -342,6 +353,11 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             write_report(tmp / "report.json", report)
             (tmp / "summary.txt").write_text(summary_text(report))
             check_budget(report, q, plan)
+            if opts.format == "arduino":
+                sample, origin = example_sample(q, opts.sample, _samples(staged, opts))
+                as_arduino_library(tmp, q, plan, board, report, sample, origin)
+                if opts.zip:
+                    write_zip(tmp, out.with_name(out.name + ".zip"), name)
             if out.exists():
                 shutil.rmtree(out)
             tmp.rename(out)
@@ -382,7 +398,18 @@ def patch_report(staged: Staged, opts: CompileOptions) -> dict[str, object]:
 def _replaceable(out: Path) -> bool:
     """An earlier compile's output (it has a report.json) or an empty directory: tvc replaces
     a whole output directory, so it must never be one that holds anything else."""
-    return out.is_dir() and ((out / "report.json").is_file() or not any(out.iterdir()))
+    return out.is_dir() and ((records_dir(out) / "report.json").is_file() or not any(out.iterdir()))
+
+
+def _samples(staged: Staged, opts: CompileOptions) -> list[dict[str, np.ndarray]] | None:
+    """The validation (else calibration) samples, in graph layout, for the Arduino example's
+    bundled input; None for an imported integer model given no data."""
+    data = opts.val or opts.calib
+    if not data:
+        return None
+    graph = staged.quantized
+    assert graph is not None
+    return load_samples(graph, data, mean=opts.mean, std=opts.std, limit=1, what="--val")
 
 
 def measure(

@@ -9,6 +9,7 @@ from compiler.frontend.onnx import load_onnx
 from compiler.frontend.tflite import load_tflite
 from compiler.ir.graph import Graph
 from compiler.ir.text import parse_graph
+from compiler.outdir import records_dir
 
 
 def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
@@ -16,7 +17,7 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
-        irs = sorted(path.glob("*.tvcir"))
+        irs = sorted(records_dir(path).glob("*.tvcir"))
         if len(irs) != 1:
             raise UsageError(
                 f"{path}: is a directory without one compiled model (*.tvcir)",

@@ -34,6 +34,7 @@ class Board:
     cflags: tuple[str, ...]
     emulator: str
     memory: tuple[Region, ...] = field(default=())
+    arduino: tuple[str, ...] = ()  # Arduino core architectures that build for this board
 
     def total(self, kind: str) -> int:
         return sum(r.size for r in self.memory if r.kind == kind)
@@ -43,6 +44,7 @@ def _load(path: Path) -> Board:
     d = tomllib.loads(path.read_text())
     regions = tuple(Region(**r) for r in d.pop("memory", []))
     d["cflags"] = tuple(d["cflags"])
+    d["arduino"] = tuple(d.get("arduino", ()))
     return Board(memory=regions, **d)
 
 

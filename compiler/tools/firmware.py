@@ -13,6 +13,7 @@ from compiler.codegen.cmsis import build_cmsis_objects, cmsis_root, uses_cmsis
 from compiler.codegen.emit import _env, io_context
 from compiler.errors import TvcError
 from compiler.ir.graph import Graph
+from compiler.outdir import source_dir
 from compiler.passes.plan import plan_arena
 from compiler.tools.boards import Board, get_board
 from compiler.tools.elf import ElfUsage, call_graph, read_elf, stack_depth
@@ -77,7 +78,7 @@ def build_firmware(
     extra_sources: tuple[Path, ...] = (),
     profile: bool = False,
 ) -> Firmware:
-    outdir = outdir.resolve()
+    outdir = source_dir(outdir.resolve())
     extra_sources = tuple(p.resolve() for p in extra_sources)
     name = graph.name
     plan = plan_arena(graph)

@@ -15,6 +15,7 @@ from compiler.codegen.emit import host_main
 from compiler.errors import ToolchainError, TvcError
 from compiler.ir.graph import Graph
 from compiler.ir.tensor import DTYPES
+from compiler.outdir import source_dir
 from compiler.passes.plan import plan_arena
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror"]
@@ -38,7 +39,7 @@ def build_host(
     defines: tuple[str, ...] = (),
 ) -> Path:
     """Compile OUTDIR's sources + a stdin/stdout runner; cached by the sources' content."""
-    outdir = outdir.resolve()
+    outdir = source_dir(outdir.resolve())
     name = graph.name
     sources = sorted(outdir.glob("*.c"))
     main = host_main(graph, plan_arena(graph), name)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled example (README, first command): set up; compile the mask
 # classifier for NUCLEO-F439ZI within 192 KB (int8, calibrated on the bundled images, C code,
-# linked and measured for the board); run it on the emulated Cortex-M4 (bit-exact with the
+# linked and measured for the board; the HTML report drawn); run it on the emulated Cortex-M4 (bit-exact with the
 # integer reference, instruction count); print the report.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +12,7 @@ out=build/mask_cnn
 echo "== tvc compile examples/mask_cnn.onnx --target stm32f439 --ram 192k =="
 $tvc compile examples/mask_cnn.onnx --target stm32f439 --ram 192k \
     --calib examples/mask_calib --val examples/mask_val --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 \
-    --out "$out"
+    --out "$out" --html
 echo
 echo "== on the emulated Cortex-M4 (QEMU mps2-an386), examples/mask_sample.npy =="
 $tvc run "$out" --input examples/mask_sample.npy --engine qemu --output "$out/y_qemu.npy"
@@ -28,3 +28,4 @@ echo
 echo "== report ($out/report.json) =="
 $tvc report "$out"
 echo "generated C for your firmware: $out/ (mask_cnn.h documents the API)"
+echo "the report to look at: $out/report.html (memory timeline, budgets, layers, accuracy)"

@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # One-shot set-up for a fresh machine: Debian toolchain for Cortex-M, a .venv with tvc and its
-# verification deps. Idempotent: a second run only checks. Usage: ./setup.sh [--no-apt]
+# verification deps. Idempotent: a second run only checks.
+# Usage: ./setup.sh [--no-apt] [--browser]
+#   --browser  also Debian's chromium, for the test tier that renders the HTML report (./test.sh
+#              asks for it; ./demo.sh does not, so the first command never pulls a browser)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 want_apt=1
-[ "${1:-}" = "--no-apt" ] && want_apt=0
+want_browser=0
+for arg in "$@"; do
+    case "$arg" in
+        --no-apt) want_apt=0 ;;
+        --browser) want_browser=1 ;;
+        *) echo "usage: ./setup.sh [--no-apt] [--browser]" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
@@ -15,13 +25,16 @@ if [ "$want_apt" = 1 ]; then
     [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -e /usr/lib/arm-none-eabi/lib/libc.a ] \
         || missing+=(libnewlib-arm-none-eabi)
     command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+    if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
+        missing+=(chromium)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo"
         say "installing Debian packages: ${missing[*]}"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
+            "${missing[@]}" >/dev/null
     fi
 fi
 

@@ -35,6 +35,8 @@ from compiler.passes.plan import plan_text
 from compiler.tools.boards import all_boards, get_board, parse_size
 from compiler.tools.elf import read_elf
 from compiler.tools.host import build_host, run_host
+from compiler.tools.html import write_html
+from compiler.tools.profile import store_profile
 from compiler.tools.qemu import emulate
 from compiler.tools.report import layer_table, summary_text
 
@@ -130,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         "--zip", action="store_true", help="with --format arduino: also write OUT.zip"
     )
     comp.add_argument(
+        "--html",
+        action="store_true",
+        help="also draw report.html (memory timeline, budgets, layers, accuracy; PNG figures "
+        "beside it) in the output directory",
+    )
+    comp.add_argument(
         "--sample",
         help="with --format arduino: the example's bundled input (.npy/.npz in the model's "
         "layout; default: the first --val or --calib sample)",
@@ -137,8 +145,18 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("boards", help="list the boards tvc knows")
 
-    rep = sub.add_parser("report", help="print the summary of a compile output directory")
+    rep = sub.add_parser(
+        "report", help="print the summary of a compile output directory, or draw it as HTML"
+    )
     rep.add_argument("outdir", type=Path)
+    rep.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="write the HTML report (default: report.html in the output directory) and its "
+        "figures as PNG beside it",
+    )
 
     run = sub.add_parser("run", help="run a model on input arrays (in the model's own layout)")
     run.add_argument(
@@ -287,6 +305,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raw, instr = result.outputs[0], result.instructions
         if args.profile:
             _print_profile(graph, result.per_step[0])
+            stored = store_profile(Path(args.model), graph, get_board(target), result, args.input)
+            print(f"profile stored in {stored} (tvc report {args.model} --html draws it)")
         print(
             f"{instr[0]:,} instructions per inference on {get_board(target).emulator} "
             "(QEMU, -icount)"
@@ -335,6 +355,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         format=args.format,
         zip=args.zip,
         sample=args.sample,
+        html=args.html,
         progress=sys.stderr.isatty(),
     )
     out, report = compile_model(opts)
@@ -344,6 +365,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"Arduino library: {out}/ (example examples/{report['name']}/{report['name']}.ino)")
     if args.zip:
         print(f"wrote {out.with_name(out.name + '.zip')} (arduino-cli lib install --zip-path)")
+    if args.html:
+        print(f"wrote {records_dir(out) / 'report.html'} (open it in a browser)")
     return 0
 
 
@@ -371,6 +394,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = records_dir(args.outdir) / "report.json"
     if not path.is_file():
         raise UsageError(f"{args.outdir}: no report.json (not a tvc compile output directory)")
+    if args.html is not None:
+        files = write_html(args.outdir, Path(args.html) if args.html else None)
+        print(f"wrote {files[0]} and its figures: " + ", ".join(f.name for f in files[1:]))
+        return 0
     sys.stdout.write(summary_text(json.loads(path.read_text())))
     return 0
 

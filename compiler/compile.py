@@ -46,8 +46,9 @@ from compiler.quant.rnnpool import rnnpool_state_ranges
 from compiler.quant.seedot import search_seedot
 from compiler.tools.boards import Board, get_board, parse_size
 from compiler.tools.firmware import LinkOverflow, build_firmware
+from compiler.tools.html import write_html
 from compiler.tools.package import as_arduino_library, check_format, example_sample, write_zip
-from compiler.tools.report import layer_table, summary_text, write_report
+from compiler.tools.report import layer_table, memory_map, summary_text, write_report
 
 STACK_RESERVE = (
     1024  # kept free in the main RAM when placing buffers (the ELF gives the exact stack)
@@ -79,6 +80,7 @@ class CompileOptions:
     format: str = "plain"  # the output directory's layout: plain, or an Arduino library
     zip: bool = False  # also write OUT.zip (the Arduino library, ready for arduino-cli)
     sample: str | None = None  # the Arduino example's bundled input (model layout)
+    html: bool = False  # also draw report.html (+ PNG figures) among the records
 
 
 def c_name(text: str) -> str:
@@ -324,6 +326,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
                 "layerwise_arena_bytes": staged.whole.size,
             }
         report["ram"]["input_in_arena"] = staged.arena_inputs  # type: ignore[index]
+        report["memory"] = memory_map(q, plan)
         report["ram"]["patch"] = patch_report(staged, opts)  # type: ignore[index]
         report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]
         report["sources"] = generated.sources
@@ -353,6 +356,8 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
             write_report(tmp / "report.json", report)
             (tmp / "summary.txt").write_text(summary_text(report))
             check_budget(report, q, plan)
+            if opts.html:
+                write_html(tmp)
             if opts.format == "arduino":
                 sample, origin = example_sample(q, opts.sample, _samples(staged, opts))
                 as_arduino_library(tmp, q, plan, board, report, sample, origin)

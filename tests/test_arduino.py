@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tvc
 
 from compiler.codegen.emit import _env
 from compiler.frontend.loader import load_model
@@ -23,7 +24,6 @@ from compiler.ir.tensor import DTYPES
 from compiler.tools.boards import get_board
 from compiler.tools.firmware import _memory, extra_regions
 from compiler.tools.host import STRICT
-from tests.helpers import tvc
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = Path(__file__).with_name("arduino")

@@ -98,3 +98,37 @@ def test_qemu_is_bit_exact_and_scores_agree_with_float(detector, compiled) -> No
     assert agree["class_score_sqnr_db"] >= 20.0, agree
     assert sum(agree["anchors_above_threshold"]) >= 10, "the detector finds no faces: undertrained"
     assert all(agree["top10_same"]), agree
+
+
+@pytest.mark.browser
+def test_html_report_renders(compiled, tmp_path) -> None:
+    """The face detector's report: the RNNPool stem's tiles in the memory timeline, one SVG
+    element per planned piece, drawn in headless Chromium without console errors."""
+    import json
+    import re
+    import sys
+
+    from PIL import Image
+
+    from compiler.tools.html import write_html
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import browser
+
+    out, report = compiled["arena"]
+    page, *pngs = write_html(out, tmp_path / "face.html")
+    assert [p.name for p in pngs] == ["face-memory.png", "face-budget.png", "face-layers.png"]
+    pieces = {
+        (k, p)
+        for k, b in enumerate(json.loads((out / "report.json").read_text())["memory"]["buffers"])
+        for p in range(len(b["pieces"]))
+    }
+    assert len(pieces) > 20
+    if browser.chromium() is None:
+        pytest.skip("chromium not installed: ./setup.sh --browser (./test.sh does it)")
+    shown = browser.render(page, tmp_path / "face.png")
+    assert shown.console == [], shown.console
+    ids = {(int(a), int(b)) for a, b in re.findall(r'id="memory-buf-(\d+)-(\d+)"', shown.dom)}
+    assert ids == pieces
+    img = np.asarray(Image.open(shown.screenshot).convert("L"))
+    assert (img < 240).mean() > 0.05

@@ -77,7 +77,7 @@ def as_arduino_library(
             f.rename(src / f.name)
         elif f.suffix in (".mk", ".cmake"):
             f.unlink()
-        elif f.is_file():
+        elif f.is_file():  # report, summary, IR, the HTML report and its figures
             f.rename(records / f.name)
     files = library_files(
         graph,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from compiler.ir.graph import Graph
 from compiler.ir.registry import TType, get_op
+from compiler.passes.plan import Plan
 
 
 def layer_table(
@@ -23,6 +25,7 @@ def layer_table(
             "name": n.label,
             "op": n.op,
             "macs": d.macs(n, ins, outs) if d.macs else 0,
+            "output_shape": list(graph.tensors[n.outputs[0]].shape),
             "output_bytes": sum(graph.tensors[o].nbytes for o in n.outputs),
             "output_dtype": graph.tensors[n.outputs[0]].dtype,
         }
@@ -30,6 +33,66 @@ def layer_table(
             row["sqnr_db"] = per_tensor_sqnr.get(n.outputs[0])
         rows.append(row)
     return rows
+
+
+# the label suffix of a step in a patch-based stage's band (passes.patch): `.bK` on a layer's
+# band, `.bK.rLO_HI` on the view of the rows that band reads
+BAND = re.compile(r"\.b(\d+)(\.r\d+_\d+)?$")
+
+
+def layer_of(label: str) -> tuple[str, int | None]:
+    """(the layer a step computes, its band in a patch-based stage or None)."""
+    m = BAND.search(label)
+    return (label[: m.start()], int(m.group(1))) if m else (label, None)
+
+
+def memory_map(graph: Graph, plan: Plan) -> dict[str, object]:
+    """Every planned buffer's place and life, piece by piece, for the memory timeline: what
+    the plan decided, stored so a report can be drawn later from the output directory alone.
+    Step -1 is before the first layer (the input frame arriving)."""
+    steps = []
+    for n in graph.nodes:
+        layer, band = layer_of(n.label)
+        steps.append({"label": n.label, "layer": layer, "op": n.op, "band": band})
+    made_by = {o: k for k, n in enumerate(graph.nodes) for o in n.outputs}
+    buffers = []
+    for name, (first, last) in sorted(plan.lives.items(), key=lambda kv: (kv[1], kv[0])):
+        if name.startswith("__scratch_"):
+            step = int(name.rsplit("_", 1)[1])
+            kind, layer = "scratch", steps[step]["layer"] if step < len(steps) else name
+        elif name in made_by:
+            kind, layer = "activation", steps[made_by[name]]["layer"]
+        else:
+            kind, layer = "input", name
+        buffers.append(
+            {
+                "tensor": name,
+                "kind": kind,
+                "layer": layer,
+                "region": plan.placed_in.get(name, 0),
+                "offset": plan.offsets[name],
+                "size": plan.sizes[name],
+                "first": first,
+                "last": last,
+                "pieces": [list(p) for p in plan.pieces_of(name)],
+            }
+        )
+    live = [0] * (len(steps) + 1)  # main arena bytes in use per step, from step -1
+    for b in buffers:
+        if b["region"] == 0:
+            for lo, hi, f, z in b["pieces"]:  # type: ignore[attr-defined]
+                for k in range(f + 1, z + 2):
+                    live[k] += hi - lo
+    peak = max(range(len(live)), key=lambda k: live[k]) - 1
+    return {
+        "arena_bytes": plan.size,
+        "lower_bound_bytes": plan.lower_bound,
+        "region_sizes": list(plan.region_sizes),
+        "steps": steps,
+        "buffers": buffers,
+        "live_bytes": live,
+        "peak_step": peak,
+    }
 
 
 def write_report(path: Path, report: dict[str, object]) -> None:

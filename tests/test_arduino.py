@@ -71,7 +71,7 @@ def _compile_example(out: Path, *extra: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("arduino") / NAME
-    r = _compile_example(out, "--zip")
+    r = _compile_example(out, "--zip", "--html")
     assert r.returncode == 0, r.stderr
     assert "arduino-cli lib install --zip-path" in r.stdout
     return out
@@ -137,6 +137,7 @@ def test_layout_and_properties(library: Path) -> None:
     assert fields["includes"] == f"{NAME}.h"
     assert not list((library / "src").glob("*.mk")) and not list((library / "src").glob("*.cmake"))
     assert (library / "extras/tvc/report.json").is_file()
+    assert (library / "extras/tvc/report.html").is_file()  # --html: among the records
 
 
 def test_zip_unpacks_to_the_layout(library: Path, tmp_path: Path) -> None:
@@ -154,7 +155,7 @@ def test_zip_unpacks_to_the_layout(library: Path, tmp_path: Path) -> None:
 
 def test_zip_is_deterministic(library: Path, tmp_path: Path) -> None:
     again = tmp_path / NAME
-    r = _compile_example(again, "--zip")
+    r = _compile_example(again, "--zip", "--html")
     assert r.returncode == 0, r.stderr
     first = library.with_name(NAME + ".zip").read_bytes()
     assert again.with_name(NAME + ".zip").read_bytes() == first

@@ -202,8 +202,10 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
         raise UsageError(f"--max-recompute {opts.max_recompute}: give a share >= 0 (0.2 = 20%)")
     placements = (False, True) if opts.input_in_arena is None else (opts.input_in_arena,)
 
+    memo: dict[tuple[object, ...], int] = {}
+
     def scratch_of(g: Graph) -> dict[int, int]:
-        return fused_scratch if g is fused else scratch_needs(g, opts.kernels)
+        return fused_scratch if g is fused else scratch_needs(g, opts.kernels, memo)
 
     def estimate(g: Graph) -> tuple[int, list[int]]:
         return min(peak_estimate(g, scratch_of(g), a) for a in placements)
@@ -393,6 +395,7 @@ def patch_report(staged: Staged, opts: CompileOptions) -> dict[str, object]:
                 "nodes": s.end - s.start,
                 "output": s.output,
                 "bands": s.bands,
+                "mode": s.mode,
                 "extra_macs": s.extra_macs,
             }
             for s in staged.patches

@@ -10,6 +10,7 @@ measured by running the model on an arena of canaries.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from compiler.frontend.loader import load_model
 from compiler.ir.graph import Graph
 from compiler.ir.interpreter import run_graph
 from compiler.ir.tensor import DTYPES
-from compiler.passes.patch import stage_ranges, tile_stage
+from compiler.passes.patch import stage_ranges, stream_stage, tile_stage
 from compiler.passes.plan import ALIGN, io_bytes, plan_arena, verify_plan
 from compiler.tools.host import STRICT, build_host, run_host
 
@@ -190,8 +191,11 @@ def test_patch_based_equals_layer_by_layer_and_plans_without_overlap(
     if height < 2:
         return
     bands = data.draw(st.integers(2, height), label="bands")
-    tiled, stage = tile_stage(g, start, end, bands)
+    make = data.draw(st.sampled_from([tile_stage, stream_stage]), label="mode")
+    tiled, stage = make(g, start, end, bands)
     assert stage.extra_macs >= 0
+    if make is stream_stage:  # line buffers: every row of every tensor computed once
+        assert stage.extra_macs == 0 and stage.mode == "stream"
     assert tiled.tensors[out].shape == g.tensors[out].shape
     for feeds in int8_inputs(g, 2, seed=bands):
         want, got = run_all(g, feeds), run_all(tiled, feeds)
@@ -222,6 +226,30 @@ def test_bands_read_their_halo_and_the_stage_output_is_assembled_in_place(tmp_pa
     plan = plan_arena(tiled, arena_inputs=True)
     assert all(plan.views[p][0] == concat.outputs[0] for p in concat.inputs)
     assert len(plan.pieces_of("x")) > 1  # rows of the frame die as bands consume them
+
+
+def test_streamed_stage_keeps_rows_in_line_buffers_moved_in_place(tmp_path) -> None:
+    """Three 3x3 convs streamed one output row per band: no row is computed twice, each
+    conv's output lives in a line buffer of the rows the next conv reads (3, or 2 at the
+    edges), the kept rows are moved to its front over the same bytes (row_shift planned in
+    place), and the line buffers take less than the maps they replace."""
+    spec = (16, 6, 2, [("conv", 3, 1, True, 8, "Relu")] * 3, 5)
+    g = scheduled(build_cnn(spec, tmp_path / "m.onnx"))
+    end = max(e for s, e in stage_ranges(g) if s == 0)
+    streamed, stage = stream_stage(g, 0, end, 16)
+    assert stage.extra_macs == 0 and stage.bands == 16
+    convs = [n for n in streamed.nodes if n.op == "conv2d"]
+    assert sum(streamed.tensors[n.outputs[0]].shape[1] for n in convs) == 3 * 16
+    shifts = [n for n in streamed.nodes if n.op == "row_shift"]
+    assert shifts and all(streamed.tensors[n.outputs[0]].shape[1] == 2 for n in shifts)
+    plan = plan_arena(streamed, arena_inputs=True)
+    verify_plan(streamed, plan)
+    for n in shifts:  # the kept rows are where the line buffer starts: no second buffer
+        assert plan.views[n.outputs[0]] == plan.views.get(n.inputs[0], (n.inputs[0], 0))
+    layerwise = plan_arena(g, arena_inputs=True)
+    assert plan.size < layerwise.size
+    for feeds in int8_inputs(g, 2, seed=3):
+        np.testing.assert_array_equal(run_all(streamed, feeds)["y"], run_all(g, feeds)["y"])
 
 
 def test_tile_stage_refuses_more_bands_than_rows(tmp_path) -> None:
@@ -313,8 +341,16 @@ def measured_arena(out: Path, graph: Graph) -> int:
             [("conv", 5, 1, True, 4, "Relu"), ("dw", 5, 2, True), ("conv", 3, 2, False, 8, "Relu")],
             6,
         ),
+        (  # KWS's shape: a deep stride-1 chain at one resolution, best streamed
+            20,
+            5,
+            1,
+            [("conv", 3, 2, True, 16, "Relu")]
+            + [("dw", 3, 1, True), ("conv", 1, 1, False, 16, "Relu")] * 3,
+            7,
+        ),
     ],
-    ids=["mobilenet-like", "residual-concat", "wide-kernels"],
+    ids=["mobilenet-like", "residual-concat", "wide-kernels", "ds-cnn-streamed"],
 )
 @pytest.mark.parametrize("optimize", ["speed", "size"])
 def test_compiled_stage_is_bit_exact_poisoned_and_uses_the_planned_arena(
@@ -334,6 +370,8 @@ def test_compiled_stage_is_bit_exact_poisoned_and_uses_the_planned_arena(
     out, report = compile_model(opts)
     patch = report["ram"]["patch"]  # type: ignore[index]
     assert patch["used"] and patch["peak_bytes"] < patch["layerwise_peak_bytes"], patch
+    if spec[3][-1][0] == "conv" and len(spec[3]) == 7:  # the DS-CNN: line buffers win there
+        assert [s["mode"] for s in patch["stages"]] == ["stream"], patch
     graph = load_model(out)
     layerwise = scheduled(path)
     samples = int8_inputs(graph, 3, seed=1)
@@ -378,7 +416,9 @@ def test_cli_reports_the_stage_and_max_recompute_zero_turns_it_off(tmp_path: Pat
     path = build_cnn(spec, tmp_path / "cnn.onnx")
     r = tvc("compile", path, "--target", "mps2-an386", "--calib", "random", "--out", tmp_path / "a")
     assert r.returncode == 0, r.stderr
-    assert "patch-based: peak" in r.stdout and "bands up to" in r.stdout
+    assert "patch-based: peak" in r.stdout and re.search(
+        r"in \d+ bands, (streamed|with halo)", r.stdout
+    )
     on = json.loads((tmp_path / "a" / "report.json").read_text())["ram"]
     r = tvc(
         "compile",

@@ -19,14 +19,30 @@ def c_ident(name: str) -> str:
     return s if s and not s[0].isdigit() else "t_" + s
 
 
-def scratch_needs(graph: Graph, backend: str) -> dict[int, int]:
+def scratch_needs(
+    graph: Graph, backend: str, memo: dict[tuple[object, ...], int] | None = None
+) -> dict[int, int]:
     """Bytes of work buffer per node index: what the rule the backend will use asks for, so the
-    plan reserves exactly what the code then uses."""
+    plan reserves exactly what the code then uses. `memo` carries the answers across the many
+    candidate schedules of one compile: a band of a layer asks what every band of the same
+    shape asks (the layer's label, less the band suffix, names its weights and scales)."""
     out = {}
     for k, n in enumerate(graph.nodes):
-        nbytes = select_rule(graph, n, backend).scratch(graph, n)
-        if nbytes:
-            out[k] = nbytes
+        key = (
+            n.op,
+            re.sub(r"\.b\d+$", "", n.label),
+            repr(sorted(n.attrs.items())),
+            tuple(graph.tensors[t].shape for t in (*n.inputs, *n.outputs)),
+        )
+        if memo is None or key not in memo:
+            nbytes = select_rule(graph, n, backend).scratch(graph, n)
+            if memo is None:
+                if nbytes:
+                    out[k] = nbytes
+                continue
+            memo[key] = nbytes
+        if memo[key]:
+            out[k] = memo[key]
     return out
 
 

@@ -44,6 +44,7 @@ class Stage:
     macs: int  # the stage's multiply-accumulates layer by layer
     extra_macs: int  # what the bands compute twice (halo rows)
     extra_work: int  # the same in node_work units (element-wise ops' halo rows too)
+    mode: str = "tile"  # tile: halos recomputed per band; stream: line buffers, no recompute
 
 
 def node_macs(graph: Graph, node: Node) -> int:
@@ -201,6 +202,142 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
     return g, Stage(start, end, out, bands, macs, band_macs - macs, band_work - work)
 
 
+def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, Stage]:
+    """The graph with nodes [start, end) streamed in `bands` bands of the stage output's rows:
+    every row of every tensor is computed once. Each tensor inside the stage lives in a line
+    buffer holding just the rows its consumers read in the current band: the rows still needed
+    are moved to the front (`row_shift`, planned over the same bytes), the band's new rows are
+    computed behind them, and the two are the band's window (`row_concat`, no copy). No halo
+    is recomputed; the price is the line buffers, alive for the whole stage, and the moves.
+    A pure Graph -> Graph rewrite over the ranges `stage_ranges` gives."""
+    stage = graph.nodes[start:end]
+    out = stage[-1].outputs[0]
+    height = graph.tensors[out].shape[1]
+    if not 2 <= bands <= height:
+        raise IRError(f"streamed stage ending at {out!r}: {bands} bands of {height} rows")
+    produced = {o for n in stage for o in n.outputs}
+    g = graph.copy()
+    new_nodes: list[Node] = []
+    edges = band_edges(height, bands)
+    macs = sum(node_macs(graph, n) for n in stage)
+    work = sum(node_work(graph, n) for n in stage)
+    band_macs = band_work = 0
+    window: dict[str, tuple[str, Rows]] = {}  # tensor -> its line buffer now, the rows it holds
+    parts = []
+    for k in range(bands):
+        # backwards: the rows each tensor must hold (its consumers' reads) and compute anew
+        compute: dict[str, Rows] = {out: (edges[k], edges[k + 1])}
+        hold: dict[str, Rows] = {}
+        reads: dict[int, list[Rows | None]] = {}
+        for idx in range(len(stage) - 1, -1, -1):
+            n = stage[idx]
+            y = n.outputs[0]
+            if y != out:
+                if y not in hold:
+                    continue
+                done = window[y][1][1] if y in window else hold[y][0]
+                if window.get(y, (None, (0, 0)))[1][0] > hold[y][0]:
+                    raise IRError(f"streamed stage: rows of {y!r} needed again after their band")
+                hold[y] = (hold[y][0], max(hold[y][1], done))  # kept rows stay in the window
+                compute[y] = (max(hold[y][0], done), hold[y][1])
+                if compute[y][0] >= compute[y][1]:
+                    continue  # nothing new: the band reads rows the line buffer kept
+            raw = _rows(graph, n, *compute[y])
+            assert raw is not None
+            held: list[Rows | None] = []
+            for i, r in zip(n.inputs, raw, strict=True):
+                if r is None:
+                    held.append(None)
+                    continue
+                c = _clip(r, graph.tensors[i].shape[1])
+                if c[0] >= c[1]:
+                    raise IRError(f"streamed stage: {n.label!r} reads no row of {i!r} in a band")
+                held.append(c)
+                if i in produced:
+                    old = hold.get(i, c)
+                    hold[i] = (min(old[0], c[0]), max(old[1], c[1]))
+            reads[idx] = held
+        # forwards: each tensor's window for this band, then the nodes that compute new rows
+        for idx, n in enumerate(stage):
+            y = n.outputs[0]
+            if y != out and y not in hold:
+                continue
+            pieces: list[str] = []
+            if y in window and y != out:
+                prev, rows = window[y]
+                if hold[y][0] < rows[1]:  # the rows this band reads again
+                    if hold[y][0] == rows[0]:
+                        pieces.append(prev)
+                    else:
+                        kept = g.fresh_name(f"{y}.s{k}")
+                        lo, hi = hold[y][0] - rows[0], rows[1] - rows[0]
+                        _add_tensor(g, kept, g.tensors[y], (1, hi - lo, *g.tensors[y].shape[2:]))
+                        new_nodes.append(make_node("row_shift", [prev], [kept], kept, lo=lo, hi=hi))
+                        band_work += g.tensors[kept].nbytes // SHIFT_BYTES_PER_MAC
+                        pieces.append(kept)
+            if idx in reads:
+                ins = []
+                for i, h in zip(n.inputs, reads[idx], strict=True):
+                    if h is None:
+                        ins.append(i)
+                        continue
+                    src, base = window[i] if i in produced else (i, (0, g.tensors[i].shape[1]))
+                    if h == base:
+                        ins.append(src)
+                        continue
+                    if not base[0] <= h[0] < h[1] <= base[1]:
+                        raise IRError(
+                            f"streamed stage: {i!r} holds rows {base}, {n.label!r} reads {h}"
+                        )
+                    view = g.fresh_name(f"{i}.b{k}.r{h[0]}_{h[1]}")
+                    lo, hi = h[0] - base[0], h[1] - base[0]
+                    _add_tensor(g, view, g.tensors[i], (1, hi - lo, *g.tensors[i].shape[2:]))
+                    new_nodes.append(make_node("row_view", [src], [view], view, lo=lo, hi=hi))
+                    ins.append(view)
+                name = g.fresh_name(f"{y}.b{k}")
+                rule = get_row_rule(n.op)
+                assert rule is not None
+                attrs = (
+                    rule.band(graph, n, *compute[y], reads[idx])
+                    if rule.band is not None
+                    else dict(n.attrs)
+                )
+                bn = make_node(n.op, ins, [name], f"{n.label}.b{k}", **attrs)
+                types = [TType(g.tensors[i].shape, g.tensors[i].dtype) for i in ins]
+                inferred = get_op(n.op).infer(bn, types, [g.tensors[i].data for i in ins])
+                want = (1, compute[y][1] - compute[y][0], *graph.tensors[y].shape[2:])
+                if inferred is None or inferred[0].shape != want:
+                    raise IRError(
+                        f"streamed stage: {n.label!r} on rows {compute[y]} gives "
+                        f"{None if inferred is None else list(inferred[0].shape)}, "
+                        f"not {list(want)}"
+                    )
+                _add_tensor(g, name, graph.tensors[y], want)
+                new_nodes.append(bn)
+                band_macs += node_macs(g, bn)
+                band_work += node_work(g, bn)
+                pieces.append(name)
+            if y == out:
+                parts.append(pieces[-1])
+                continue
+            if len(pieces) == 1:
+                whole = pieces[0]
+            else:
+                whole = g.fresh_name(f"{y}.w{k}")
+                _add_tensor(
+                    g, whole, g.tensors[y], (1, hold[y][1] - hold[y][0], *g.tensors[y].shape[2:])
+                )
+                new_nodes.append(make_node("row_concat", pieces, [whole], whole))
+            window[y] = (whole, hold[y])
+    new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
+    g.nodes = g.nodes[:start] + new_nodes + g.nodes[end:]
+    g.prune_tensors()
+    return g, Stage(start, end, out, bands, macs, band_macs - macs, band_work - work, "stream")
+
+
+SHIFT_BYTES_PER_MAC = 4  # a line buffer's move: word copies, about one instruction per 4 bytes
+
+
 def _add_tensor(g: Graph, name: str, like: Tensor, shape: tuple[int, ...]) -> None:
     g.tensors[name] = like.copy(name=name, shape=tuple(shape), data=None)
 
@@ -240,26 +377,29 @@ def search(
             if not any(start <= h < end for h in hot):
                 continue
             height = graph.tensors[graph.nodes[end - 1].outputs[0]].shape[1]
-            worse, last = 0, None
-            for bands in band_counts(height, max_bands):
-                try:
-                    tiled, stage = tile_stage(graph, start, end, bands)
-                except IRError:
-                    continue
-                if spent + stage.extra_work > budget:
-                    break  # more bands only recompute more
-                c, h = estimate(tiled)
-                found.append(((c, len(h), stage.extra_macs, len(found)), tiled, stage))
-                worse = worse + 1 if last is not None and (c, len(h)) >= last else 0
-                if worse >= 2:  # the peak stopped falling with more bands
-                    break
-                last = (c, len(h))
+            for make in (tile_stage, stream_stage):
+                worse, last = 0, None
+                # halos grow with the band count, line buffers shrink: tiles from few bands
+                # up, streams from one row per band down, each until the peak stops falling
+                counts = band_counts(height, max_bands)
+                for bands in counts if make is tile_stage else counts[::-1]:
+                    try:
+                        tiled, stage = make(graph, start, end, bands)
+                    except IRError:
+                        continue
+                    if spent + stage.extra_work > budget:
+                        if make is tile_stage:
+                            break  # more bands only recompute more
+                        continue
+                    c, h = estimate(tiled)
+                    found.append(((c, len(h), stage.extra_macs, len(found)), tiled, stage))
+                    worse = worse + 1 if last is not None and (c, len(h)) >= last else 0
+                    if worse >= 2:
+                        break
+                    last = (c, len(h))
         found.sort(key=lambda f: f[0])
         best = min(
-            (
-                ((exact(t), key[1]), s.extra_macs, key[3], t, s)
-                for key, t, s in found[:finalists]
-            ),
+            (((exact(t), key[1]), s.extra_macs, key[3], t, s) for key, t, s in found[:finalists]),
             default=None,
             key=lambda b: b[:3],
         )

@@ -79,7 +79,8 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
     - view ops (row bands of patch-based stages): where op.views puts them, a band of the
       caller's input or output too;
     - in-place ops, when that input dies here and has the output's size, and ops whose
-      overwrite proof holds (a patch-wise RNNPool over the frame it consumes row by row).
+      overwrite proof holds (a patch-wise RNNPool over the frame it consumes row by row, a
+      line buffer's kept rows moved to its front).
     All are op facts (registry.OpDef). A buffer is overwritten in place by one output only, and
     never one that views share or that is the caller's. With `arena_inputs` the graph inputs
     are arena buffers like any other."""
@@ -98,6 +99,16 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
             d += dd
         return t, d
 
+    # the last step any tensor in a buffer is read, per root: when it is past, the buffer's
+    # bytes are free to be written over
+    last_live: dict[str, int] = {}
+
+    def join(t: str, into: str, delta: int) -> None:
+        r = root(into)[0]
+        here = last_live.pop(t, last_use.get(t, -1))
+        last_live[r] = max(last_live.get(r, last_use.get(r, -1)), here)
+        link[t] = (into, delta)
+
     shared: set[str] = set()  # roots that views point into: never written in place
     taken: set[str] = set()  # a buffer is overwritten in place by one output only
     for k, n in enumerate(graph.nodes):
@@ -108,22 +119,25 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
                 r, off = root(part)  # a band's buffer (or the one it was written over)
                 if r == root(whole)[0] or r in io:
                     raise IRError(f"node {n.label!r}: band {part!r} cannot live in {whole!r}")
-                link[r] = (whole, delta - off)
+                join(r, whole, delta - off)
                 shared.add(root(whole)[0])
             continue
         proof = d.overwrite_proof
         x = n.inputs[0] if proof is not None and proof(graph, n) else None
         if x is not None and x not in io and last_use[x] == k and n.outputs[0] not in io:
             r, off = root(x)
-            if r not in taken and r not in shared and r not in io and off == 0:
+            # a buffer that bands were viewed in may be written over once every tensor in it
+            # is dead: a streamed stage's line buffer, band after band
+            free = r not in shared or last_live.get(r, last_use.get(r, -1)) <= k
+            if r not in taken and free and r not in io and off == 0:
                 taken.add(r)
-                link[n.outputs[0]] = (r, 0)
+                join(n.outputs[0], r, 0)
                 continue
         y = n.outputs[0]
         if y in io or len(n.outputs) != 1:
             continue
         if d.memory == "alias" and len(n.inputs) == 1 and n.inputs[0] not in outputs:
-            link[y] = (n.inputs[0], 0)
+            join(y, n.inputs[0], 0)
             shared.add(root(y)[0])
             continue
         if d.memory != "in_place":
@@ -136,7 +150,7 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
             r, off = root(x)
             if r not in taken and r not in shared and r not in io and off == 0:
                 taken.add(r)
-                link[y] = (r, 0)
+                join(y, r, 0)
                 break
     return {t: root(t) for t in link}
 

@@ -147,8 +147,14 @@ def summary_text(report: dict[str, object]) -> str:
                 f"({pt['extra_macs_pct']}%, cap {pt['max_recompute']:.0%}):"
             )
             for s in pt["stages"]:
+                how = (
+                    "streamed (line buffers)"
+                    if s.get("mode") == "stream"
+                    else "with halo recompute"
+                )
                 lines.append(
-                    f"           {s['nodes']} nodes in {s['bands']} bands up to {s['output']}"
+                    f"           {s['nodes']} nodes in {s['bands']} bands, {how}, "
+                    f"up to {s['output']}"
                 )
         if ram.get("input_in_arena"):  # type: ignore[union-attr]
             lines.append("         the input lives in the arena (NAME_<input>_buffer())")

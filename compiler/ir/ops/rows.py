@@ -2,6 +2,10 @@
 rows [lo, hi) of a tensor, `row_concat` joins bands into the whole tensor. Neither moves a
 byte: with batch 1 a band of rows is one contiguous byte range, so the planner gives each band
 its place inside the whole tensor's buffer (plan.views) and the kernels read and write there.
+
+`row_shift` is the one that moves bytes: the line buffer of a streamed stage keeps the rows
+its consumer still needs, moved to the front of the same bytes, before the next rows are
+computed behind them.
 """
 
 from __future__ import annotations
@@ -83,6 +87,56 @@ def _concat_bytes(graph: Graph, node: Node) -> list[tuple[str, str, int]]:
 def row_concat(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Bands of rows, top to bottom, as one batch-1 NHWC tensor."""
     return [np.concatenate(x, axis=1)]
+
+
+def _infer_shift(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    return _infer_view(node, t, v)
+
+
+def shift_is_safe(graph: Graph, node: Node) -> bool:
+    """Rows [lo, hi) may move to the front of the bytes they are in: the copy runs forward
+    and never writes ahead of what it reads (memmove)."""
+    return int(node.attrs["lo"]) >= 0  # type: ignore[call-overload]
+
+
+@op(
+    "row_shift",
+    attrs={"lo": AttrSpec("int"), "hi": AttrSpec("int")},
+    infer=_infer_shift,
+    dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=SAME,
+    kernels=(),
+    overwrite_proof=shift_is_safe,
+)
+def row_shift(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows [lo, hi) of a batch-1 NHWC tensor, as a tensor of their own (a line buffer keeping
+    the rows still needed: planned over the same bytes, it moves them to the front)."""
+    return [x[0][:, int(node.attrs["lo"]) : int(node.attrs["hi"])].copy()]  # type: ignore[call-overload]
+
+
+@int_ref("row_shift")
+def row_shift_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """row_shift on quantized data: the same codes"""
+    same_params(node, ins, outs)
+    return row_shift(node, x)
+
+
+@lowering("row_shift", "portable")
+def row_shift_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """memmove: forward over the same bytes when the planner put the kept rows where the line
+    buffer starts, a plain copy otherwise."""
+    src, dst = node.inputs[0], node.outputs[0]
+    skip = int(node.attrs["lo"]) * row_bytes(ctx.graph, src)  # type: ignore[call-overload]
+    n = ctx.graph.tensors[dst].nbytes
+    low = Lowered()
+    low.stmts.append(
+        f"memmove({ctx.ptr(dst, False)}, (const uint8_t *){ctx.ptr(src)} + {skip}, {n});"
+    )
+    return low
 
 
 def _moves_nothing(name: str) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
+from compiler.ir.ops.pool import reduces_rows
 from compiler.ir.registry import TType, get_op, get_row_rule, make_node
 from compiler.ir.tensor import Tensor
 from compiler.passes.plan import lifetimes
@@ -93,7 +94,10 @@ def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
     maps, read by band), and the stage leaves exactly one tensor, its last node's."""
     nodes = graph.nodes
     last_use = {t: last for t, (_, last) in lifetimes(graph).items()}
-    ok = [k >= after and _runs_by_rows(graph, n) for k, n in enumerate(nodes)]
+    ok = [
+        k >= after and (_runs_by_rows(graph, n) or reduces_rows(graph, n) is not None)
+        for k, n in enumerate(nodes)
+    ]
     out = []
     for start in range(after, len(nodes)):
         made: list[str] = []
@@ -102,6 +106,11 @@ def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
                 break
             made.append(nodes[end - 1].outputs[0])
             leaving = [o for o in made if last_use.get(o, -1) >= end]
+            last = nodes[end - 1]
+            if reduces_rows(graph, last) is not None and (
+                end - start < 2 or last.inputs[0] != nodes[end - 2].outputs[0]
+            ):
+                continue  # an average ends a stage that makes the map it averages
             if leaving == [made[-1]]:
                 out.append((start, end))
     return out
@@ -122,6 +131,8 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
     stage = graph.nodes[start:end]
     out = stage[-1].outputs[0]
     height = graph.tensors[out].shape[1]
+    if any(get_row_rule(n.op) is None for n in stage):
+        raise IRError(f"patch stage ending at {out!r}: an op that does not run by rows")
     if not 2 <= bands <= height:
         raise IRError(f"patch stage ending at {out!r}: {bands} bands of {height} rows")
     produced = {o for n in stage for o in n.outputs}
@@ -211,6 +222,16 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
     is recomputed; the price is the line buffers, alive for the whole stage, and the moves.
     A pure Graph -> Graph rewrite over the ranges `stage_ranges` gives."""
     stage = graph.nodes[start:end]
+    final = stage[-1].outputs[0]
+    # a stage that ends in a global average streams the map it averages: each band's rows go
+    # into running sums (row_sum) and the average is taken once (pool_finish), bit-exact
+    kind = reduces_rows(graph, stage[-1]) if len(stage) >= 2 else None
+    if kind is not None and stage[-1].inputs[0] == stage[-2].outputs[0]:
+        stage = stage[:-1]
+    else:
+        kind = None
+    if any(get_row_rule(n.op) is None for n in stage):
+        raise IRError(f"streamed stage ending at {final!r}: an op that does not run by rows")
     out = stage[-1].outputs[0]
     height = graph.tensors[out].shape[1]
     if not 2 <= bands <= height:
@@ -257,24 +278,31 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
                     old = hold.get(i, c)
                     hold[i] = (min(old[0], c[0]), max(old[1], c[1]))
             reads[idx] = held
-        # forwards: each tensor's window for this band, then the nodes that compute new rows
+        # forwards: first every line buffer keeps the rows this band reads again, moved to its
+        # front, so that no new row (nor a tensor written in place on its way there) lands on
+        # bytes the previous band's window still holds; then the nodes compute the new rows
+        kept_rows: dict[str, str] = {}
+        for n in stage:
+            y = n.outputs[0]
+            if y == out or y not in hold or y not in window:
+                continue
+            prev, rows = window[y]
+            if hold[y][0] >= rows[1]:
+                continue  # nothing read again
+            if hold[y][0] == rows[0]:
+                kept_rows[y] = prev
+                continue
+            kept = g.fresh_name(f"{y}.s{k}")
+            lo, hi = hold[y][0] - rows[0], rows[1] - rows[0]
+            _add_tensor(g, kept, g.tensors[y], (1, hi - lo, *g.tensors[y].shape[2:]))
+            new_nodes.append(make_node("row_shift", [prev], [kept], kept, lo=lo, hi=hi))
+            band_work += g.tensors[kept].nbytes // SHIFT_BYTES_PER_MAC
+            kept_rows[y] = kept
         for idx, n in enumerate(stage):
             y = n.outputs[0]
             if y != out and y not in hold:
                 continue
-            pieces: list[str] = []
-            if y in window and y != out:
-                prev, rows = window[y]
-                if hold[y][0] < rows[1]:  # the rows this band reads again
-                    if hold[y][0] == rows[0]:
-                        pieces.append(prev)
-                    else:
-                        kept = g.fresh_name(f"{y}.s{k}")
-                        lo, hi = hold[y][0] - rows[0], rows[1] - rows[0]
-                        _add_tensor(g, kept, g.tensors[y], (1, hi - lo, *g.tensors[y].shape[2:]))
-                        new_nodes.append(make_node("row_shift", [prev], [kept], kept, lo=lo, hi=hi))
-                        band_work += g.tensors[kept].nbytes // SHIFT_BYTES_PER_MAC
-                        pieces.append(kept)
+            pieces = [kept_rows[y]] if y in kept_rows else []
             if idx in reads:
                 ins = []
                 for i, h in zip(n.inputs, reads[idx], strict=True):
@@ -318,7 +346,15 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
                 band_work += node_work(g, bn)
                 pieces.append(name)
             if y == out:
-                parts.append(pieces[-1])
+                if kind is None:
+                    parts.append(pieces[-1])
+                    continue
+                acc = g.fresh_name(f"{final}.sum{k}")
+                g.tensors[acc] = g.tensors[out].copy(
+                    name=acc, shape=(1, 1, 1, g.tensors[out].shape[3]), dtype="i32", data=None
+                )
+                new_nodes.append(make_node("row_sum", [*parts, pieces[-1]], [acc], acc))
+                parts = [acc]
                 continue
             if len(pieces) == 1:
                 whole = pieces[0]
@@ -329,10 +365,34 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
                 )
                 new_nodes.append(make_node("row_concat", pieces, [whole], whole))
             window[y] = (whole, hold[y])
-    new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
+    if kind is None:
+        new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
+    else:
+        t = graph.tensors[out]
+        count = t.shape[1] * t.shape[2]
+        new_nodes.append(
+            make_node(
+                "pool_finish",
+                parts,
+                [final],
+                graph.nodes[end - 1].label,
+                kind=kind,
+                count=count,
+                dtype=t.dtype,
+            )
+        )
     g.nodes = g.nodes[:start] + new_nodes + g.nodes[end:]
     g.prune_tensors()
-    return g, Stage(start, end, out, bands, macs, band_macs - macs, band_work - work, "stream")
+    return g, Stage(start, end, final, bands, macs, band_macs - macs, band_work - work, "stream")
+
+
+def stage_height(graph: Graph, end: int) -> int:
+    """The rows a stage ending before node `end` is cut into: its output's, or for a stage that
+    ends in a global average, the averaged map's."""
+    n = graph.nodes[end - 1]
+    if reduces_rows(graph, n) is not None:
+        return graph.tensors[n.inputs[0]].shape[1]
+    return graph.tensors[n.outputs[0]].shape[1]
 
 
 SHIFT_BYTES_PER_MAC = 4  # a line buffer's move: word copies, about one instruction per 4 bytes
@@ -352,6 +412,7 @@ def search(
     exact: Callable[[Graph], int],
     max_bands: int = 64,
     finalists: int = 4,
+    modes: tuple[str, ...] = ("tile", "stream"),
 ) -> tuple[Graph, list[Stage]]:
     """Stages, one at a time, each where it lowers the peak (arena + I/O) most, within
     `max_recompute` of the graph's work for all stages together (0.2: 20% more; node_work:
@@ -362,6 +423,7 @@ def search(
     is estimated; the `finalists` best are planned for real (`exact`), and the best of those is
     kept if it lowers the peak, or keeps it and leaves fewer steps at it. Layer by layer when
     nothing helps (the caller also keeps layer by layer when the stages did not pay)."""
+    start_graph = graph
     total = max(sum(node_work(graph, n) for n in graph.nodes), 1)
     budget = max_recompute * total
     spent = 0
@@ -376,8 +438,8 @@ def search(
         for start, end in stage_ranges(graph, after):
             if not any(start <= h < end for h in hot):
                 continue
-            height = graph.tensors[graph.nodes[end - 1].outputs[0]].shape[1]
-            for make in (tile_stage, stream_stage):
+            height = stage_height(graph, end)
+            for make in [MAKERS[m] for m in modes]:
                 worse, last = 0, None
                 # halos grow with the band count, line buffers shrink: tiles from few bands
                 # up, streams from one row per band down, each until the peak stops falling
@@ -409,7 +471,18 @@ def search(
         spent += stage.extra_work
         stages.append(stage)
         hot = estimate(graph)[1]
+    if any(s.mode == "stream" for s in stages) and modes != ("tile",):
+        # one stage at a time is greedy: a stream that wins first can leave no room for the
+        # tiles that, together, would have won; the tiles alone are searched too
+        tiled, tiles = search(
+            start_graph, max_recompute, estimate, exact, max_bands, finalists, ("tile",)
+        )
+        if tiles and exact(tiled) < current[0]:
+            return tiled, tiles
     return graph, stages
+
+
+MAKERS = {"tile": tile_stage, "stream": stream_stage}
 
 
 def band_counts(height: int, max_bands: int = 64) -> list[int]:

@@ -109,3 +109,41 @@ void TVC_FN(avg_pool_s8)(const tvc_pool_t *p, const int8_t *in, int8_t *out) { T
 void TVC_FN(avg_pool_s16)(const tvc_pool_t *p, const int16_t *in, int16_t *out) { TVC_AVG_POOL_BODY(int16_t) }
 void TVC_FN(mean_hw_s8)(const tvc_mean_t *p, const int8_t *in, int8_t *out) { TVC_MEAN_BODY(int8_t) }
 void TVC_FN(mean_hw_s16)(const tvc_mean_t *p, const int16_t *in, int16_t *out) { TVC_MEAN_BODY(int16_t) }
+
+/* A global average over row bands (streamed stages): int32 sums per channel, the band's cells
+ * added to the sums so far (`prior`, 0 for the first band; it may be `sum` itself), wrapping as
+ * one sum over the whole map would */
+#define TVC_ROW_SUM_BODY(T)                                                                    \
+    for (int32_t k = 0; k < c; ++k) {                                                          \
+        sum[k] = prior ? prior[k] : 0;                                                         \
+    }                                                                                          \
+    for (int32_t i = 0; i < pixels; ++i) {                                                     \
+        const T *px = x + i * c;                                                               \
+        for (int32_t k = 0; k < c; ++k) {                                                      \
+            sum[k] = (int32_t)((uint32_t)sum[k] + (uint32_t)(int32_t)px[k]);                   \
+        }                                                                                      \
+    }
+
+void TVC_FN(row_sum_s8)(const int8_t *x, int32_t pixels, int32_t c, const int32_t *prior, int32_t *sum) { TVC_ROW_SUM_BODY(int8_t) }
+void TVC_FN(row_sum_s16)(const int16_t *x, int32_t pixels, int32_t c, const int32_t *prior, int32_t *sum) { TVC_ROW_SUM_BODY(int16_t) }
+
+/* the average pool's last step on the sums: rounded division by the count (TFLite) */
+#define TVC_FINISH_AVG_BODY(T)                                                                 \
+    for (int32_t k = 0; k < c; ++k) {                                                          \
+        out[k] = (T)tvc_clamp32(tvc_div_round(sum[k], count), act_min, act_max);               \
+    }
+
+void TVC_FN(pool_finish_avg_s8)(const int32_t *sum, int32_t c, int32_t count, int32_t act_min, int32_t act_max, int8_t *out) { TVC_FINISH_AVG_BODY(int8_t) }
+void TVC_FN(pool_finish_avg_s16)(const int32_t *sum, int32_t c, int32_t count, int32_t act_min, int32_t act_max, int16_t *out) { TVC_FINISH_AVG_BODY(int16_t) }
+
+/* the mean's last step on the sums: one requantization, as TVC_MEAN_BODY after its sum */
+#define TVC_FINISH_MEAN_BODY(T)                                                                \
+    const int32_t count = p->h * p->w;                                                         \
+    for (int32_t c = 0; c < p->c; ++c) {                                                       \
+        const int32_t shifted = (int32_t)((uint32_t)in[c] - (uint32_t)(p->in_zp * count));     \
+        const int64_t v = (int64_t)tvc_mbqm(shifted, p->mult, p->shift) + p->out_zp;           \
+        out[c] = (T)tvc_clamp32(v, p->act_min, p->act_max);                                    \
+    }
+
+void TVC_FN(pool_finish_mean_s8)(const tvc_mean_t *p, const int32_t *in, int8_t *out) { TVC_FINISH_MEAN_BODY(int8_t) }
+void TVC_FN(pool_finish_mean_s16)(const tvc_mean_t *p, const int32_t *in, int16_t *out) { TVC_FINISH_MEAN_BODY(int16_t) }

@@ -205,9 +205,13 @@ def avg_pool2d_int(
     mask = np.zeros((1, padded.shape[1], padded.shape[2], 1), np.int64)
     mask[:, pt : pt + h, pl : pl + w] = 1
     count = windows(mask, a["kernel"], a["stride"], [1, 1], out_hw).sum(axis=(4, 5))  # type: ignore[arg-type]
-    half = count // 2
-    avg = np.where(total > 0, trunc_div(total + half, count), trunc_div(total - half, count))
-    return [finish(avg, outs[0])]
+    return [finish(avg_div(total, count), outs[0])]
+
+
+def avg_div(total: np.ndarray, count: np.ndarray | int) -> np.ndarray:
+    """TFLite's average: the integer sum over the count, rounded half away from zero."""
+    half = np.asarray(count) // 2
+    return np.where(total > 0, trunc_div(total + half, count), trunc_div(total - half, count))
 
 
 @dataclass(frozen=True)
@@ -228,9 +232,14 @@ def _mean_axes(node: Node, rank: int) -> tuple[int, ...]:
 
 
 def mean_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> MeanParams:
-    s_x, z_x = scale_zp(ins[0])
-    s_y, z_y = scale_zp(outs[0])
     count = int(np.prod([ins[0].shape[a] for a in _mean_axes(node, len(ins[0].shape))]))
+    return mean_ints(ins[0], outs[0], count)
+
+
+def mean_ints(x: Tensor, y: Tensor, count: int) -> MeanParams:
+    """The mean's integers for `count` cells of x (also for sums of x's codes band by band)."""
+    s_x, z_x = scale_zp(x)
+    s_y, z_y = scale_zp(y)
     mult, shift = quantize_multiplier(s_x / s_y)
     n_shift = min(count.bit_length() - 1, 32, 31 + shift)
     return MeanParams(z_x, z_y, count, (mult << n_shift) // count, shift - n_shift)
@@ -456,3 +465,178 @@ for _pool in ("max_pool2d", "avg_pool2d", "global_avg_pool"):
 
 for _pool in ("max_pool2d", "avg_pool2d"):  # a band of output rows reads the band's windows
     row_rule(_pool, RowRule(needs=window_rows, band=window_band))
+
+
+# --- a global average over row bands: running sums, then the average's last step -------------
+# A streamed stage (passes/patch) that ends in a global average never holds the whole map: each
+# band's rows are added to per-channel int32 sums (`row_sum`, in place), and `pool_finish`
+# divides as the pool would. The sum of the parts is the sum of the whole, so the result is
+# the pool's, bit for bit; the sums carry the pooled map's scale and zero point (codes summed).
+
+
+def reduces_rows(graph: Graph, node: Node) -> str | None:
+    """ "avg" (TFLite AveragePool) or "mean" (QuantizedMeanOrSum) when the node averages its whole
+    batch-1 NHWC integer map to one pixel, so it can run on running sums; None otherwise."""
+    if node.op not in ("global_avg_pool", "avg_pool2d") or not node.inputs:
+        return None
+    x = graph.tensors[node.inputs[0]]
+    if len(x.shape) != 4 or x.shape[0] != 1 or x.dtype not in ("i8", "i16") or x.is_const:
+        return None
+    if node.attrs.get("layout") != "NHWC" or x.qparams is None or x.qparams.exp is not None:
+        return None
+    if node.op == "global_avg_pool":
+        return "mean"
+    a = node.attrs
+    whole = list(a["kernel"]) == list(x.shape[1:3]) and not any(a["pad"])  # type: ignore[call-overload]
+    if node.op == "avg_pool2d" and whole and not a["ceil_mode"] and not a["count_include_pad"]:
+        return "avg"
+    return None
+
+
+def _infer_row_sum(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    x = t[-1].shape
+    if len(x) != 4 or x[0] != 1:
+        raise IRError(f"row_sum {node.label}: rows of a batch-1 NHWC map, not {list(x)}")
+    out = TType((1, 1, 1, x[3]), "i32")
+    if len(t) == 2 and (t[0].shape != out.shape or t[0].dtype != "i32"):
+        raise IRError(f"row_sum {node.label}: sums {list(t[0].shape)} {t[0].dtype}")
+    return [out]
+
+
+@op(
+    "row_sum",
+    inputs=(1, 2),
+    infer=_infer_row_sum,
+    dtypes=("f32", "i8", "i16", "i32"),
+    layout="logical",
+    memory="in_place",
+    quant=SAME,  # sums of codes, under the summed map's scale and zero point
+    kernels=("tvc_pool.c",),
+)
+def row_sum(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Per channel: the sums so far (the optional first input) plus the band's cells."""
+    band = x[-1].astype(np.float64).sum(axis=(1, 2), keepdims=True)[:, :1]
+    prior = x[0].astype(np.float64) if len(x) == 2 else 0.0
+    return [(prior + band).astype(np.float32)]
+
+
+@int_ref("row_sum")
+def row_sum_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """int32 sums of the codes, wrapping as the C does (and as one sum over the whole map)."""
+    band = x[-1].astype(np.int64).sum(axis=(1, 2), keepdims=True)[:, :1]
+    prior = x[0].astype(np.int64) if len(x) == 2 else 0
+    return [wrap32(prior + band).astype(np.int32)]
+
+
+def _infer_finish(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    if t[0].dtype != "i32" or len(t[0].shape) != 4:
+        raise IRError(f"pool_finish {node.label}: takes int32 sums, not {t[0].dtype}")
+    return [TType(t[0].shape, str(node.attrs["dtype"]))]
+
+
+@op(
+    "pool_finish",
+    attrs={
+        "kind": AttrSpec("str", choices=("avg", "mean")),
+        "count": AttrSpec("int"),
+        "dtype": AttrSpec("str", choices=("i8", "i16")),
+    },
+    infer=_infer_finish,
+    dtypes=("f32", "i32"),
+    layout="logical",
+    memory="own",
+    quant=CALIBRATED,
+    kernels=("tvc_pool.c",),
+)
+def pool_finish(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """The average of `count` cells from their sums."""
+    return [(x[0].astype(np.float64) / int(node.attrs["count"])).astype(np.float32)]  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class FinishParams:
+    """pool_finish's integers, computed once: the count, and the mean's requantization (None
+    for the average, which divides)."""
+
+    count: int
+    mean: MeanParams | None
+
+
+@params("pool_finish")
+def finish_params(node: Node, ins: list[Tensor], outs: list[Tensor]) -> FinishParams:
+    count = int(node.attrs["count"])  # type: ignore[call-overload]
+    mean = mean_ints(ins[0], outs[0], count) if node.attrs["kind"] == "mean" else None
+    return FinishParams(count, mean)
+
+
+@int_ref("pool_finish")
+def pool_finish_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """What avg_pool2d (rounded division) or global_avg_pool (one requantization) does after
+    its sum: the same functions on the same integers."""
+    fp = finish_params(node, ins, outs)
+    total = x[0].astype(np.int64)
+    if fp.mean is None:
+        same_params(node, ins, outs)
+        return [finish(avg_div(total, fp.count), outs[0])]
+    p = fp.mean
+    return [finish(mbqm(wrap32(total - p.in_zp * p.count), p.mult, p.shift) + p.out_zp, outs[0])]
+
+
+@lowering("row_sum", "portable")
+def row_sum_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    x, y = ctx.graph.tensors[node.inputs[-1]], node.outputs[0]
+    _, h, w, c = x.shape
+    prior = ctx.ptr(node.inputs[0]) if len(node.inputs) == 2 else "0"
+    low = Lowered()
+    low.stmts.append(
+        ctx.call(
+            f"row_sum_{SUFFIX[x.dtype]}",
+            ctx.ptr(node.inputs[-1]),
+            str(h * w),
+            str(c),
+            prior,
+            ctx.ptr(y, False),
+        )
+    )
+    return low
+
+
+@lowering("pool_finish", "portable")
+def pool_finish_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    acc, y = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    dt, c = y.dtype, y.shape[3]
+    fp = finish_params(node, [acc], [y])
+    count = fp.count
+    lo, hi = QRANGE[dt]
+    low = Lowered()
+    if fp.mean is None:
+        low.stmts.append(
+            ctx.call(
+                f"pool_finish_avg_{SUFFIX[dt]}",
+                ctx.ptr(node.inputs[0]),
+                str(c),
+                str(count),
+                str(lo),
+                str(hi),
+                ctx.ptr(node.outputs[0], False),
+            )
+        )
+        return low
+    p = fp.mean
+    fields: dict[str, object] = {
+        "batch": 1,
+        "h": count,
+        "w": 1,
+        "c": c,
+        "in_zp": p.in_zp,
+        "out_zp": p.out_zp,
+        "mult": p.mult,
+        "shift": p.shift,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    return struct_call(ctx, low, node, "tvc_mean_t", fields, f"pool_finish_mean_{SUFFIX[dt]}")

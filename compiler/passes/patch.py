@@ -460,8 +460,11 @@ def search(
                         break
                     last = (c, len(h))
         found.sort(key=lambda f: f[0])
+        # the lower bound flatters line buffers (first fit packs them less tightly than
+        # bands): the best of each mode are planned for real
+        short = [f for m in modes for f in [f for f in found if f[2].mode == m][:finalists]]
         best = min(
-            (((exact(t), key[1]), s.extra_macs, key[3], t, s) for key, t, s in found[:finalists]),
+            (((exact(t), key[1]), s.extra_macs, key[3], t, s) for key, t, s in short),
             default=None,
             key=lambda b: b[:3],
         )

@@ -25,6 +25,31 @@ def tvc(
     )
 
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def compile_example(out: Path, target: str, *extra: str | Path) -> subprocess.CompletedProcess[str]:
+    """`tvc compile` on the bundled example as demo.sh runs it (its calibration and validation
+    images, their normalization) for `target`, into `out`."""
+    return tvc(
+        "compile",
+        EXAMPLES / "mask_cnn.onnx",
+        "--target",
+        target,
+        "--calib",
+        EXAMPLES / "mask_calib",
+        "--val",
+        EXAMPLES / "mask_val",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.5,0.5,0.5",
+        "--out",
+        out,
+        *extra,
+    )
+
+
 def ort_run(path: Path | str | bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     src = path if isinstance(path, bytes) else str(path)
     sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tvc
+from helpers import compile_example, tvc
 
 from compiler.codegen.emit import _env
 from compiler.frontend.loader import load_model
@@ -47,25 +47,7 @@ CATEGORIES = {
 
 
 def _compile_example(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return tvc(
-        "compile",
-        REPO / "examples/mask_cnn.onnx",
-        "--target",
-        "nrf52840",
-        "--calib",
-        REPO / "examples/mask_calib",
-        "--val",
-        REPO / "examples/mask_val",
-        "--mean",
-        "0.5,0.5,0.5",
-        "--std",
-        "0.5,0.5,0.5",
-        "--format",
-        "arduino",
-        "--out",
-        out,
-        *extra,
-    )
+    return compile_example(out, "nrf52840", "--format", "arduino", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tvc
+from helpers import compile_example, tvc
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -25,25 +25,7 @@ BUF_ID = re.compile(r'id="memory-buf-(\d+)-(\d+)"')
 @pytest.fixture(scope="module")
 def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("html") / "mask_cnn"
-    r = tvc(
-        "compile",
-        REPO / "examples/mask_cnn.onnx",
-        "--target",
-        "stm32f439",
-        "--ram",
-        "192k",
-        "--calib",
-        REPO / "examples/mask_calib",
-        "--val",
-        REPO / "examples/mask_val",
-        "--mean",
-        "0.5,0.5,0.5",
-        "--std",
-        "0.5,0.5,0.5",
-        "--out",
-        out,
-        "--html",
-    )
+    r = compile_example(out, "stm32f439", "--ram", "192k", "--html")
     assert r.returncode == 0, r.stderr
     assert "report.html" in r.stdout
     return out

@@ -405,25 +405,18 @@ def _add_tensor(g: Graph, name: str, like: Tensor, shape: tuple[int, ...]) -> No
 MAX_STAGES = 4
 
 
-def search(
+def _greedy(
     graph: Graph,
     max_recompute: float,
     estimate: Callable[[Graph], tuple[int, list[int]]],
     exact: Callable[[Graph], int],
-    max_bands: int = 64,
-    finalists: int = 4,
-    modes: tuple[str, ...] = ("tile", "stream"),
+    max_bands: int,
+    finalists: int,
+    modes: tuple[str, ...],
+    per_mode: bool,
 ) -> tuple[Graph, list[Stage]]:
-    """Stages, one at a time, each where it lowers the peak (arena + I/O) most, within
-    `max_recompute` of the graph's work for all stages together (0.2: 20% more; node_work:
-    MACs, and element-wise ops' elements, whose halo rows are recomputed too).
-
-    `estimate(graph)` is the cheap peak (the planner's lower bound) and the steps at which it
-    is reached: only a stage over such a step can lower it. Every stage range and band count
-    is estimated; the `finalists` best are planned for real (`exact`), and the best of those is
-    kept if it lowers the peak, or keeps it and leaves fewer steps at it. Layer by layer when
-    nothing helps (the caller also keeps layer by layer when the stages did not pay)."""
-    start_graph = graph
+    """One greedy pass of `search`: stages of `modes`, one at a time; with `per_mode`, the
+    best candidates of each mode reach the planner, else the best overall."""
     total = max(sum(node_work(graph, n) for n in graph.nodes), 1)
     budget = max_recompute * total
     spent = 0
@@ -433,7 +426,8 @@ def search(
     # the others (a 64x64 stem and a residual block later)
     current = (exact(graph), len(hot))
     for _ in range(MAX_STAGES):
-        after = max((k + 1 for k, n in enumerate(graph.nodes) if n.op == "row_concat"), default=0)
+        ends = ("row_concat", "pool_finish")  # a stage's last node: later stages start after it
+        after = max((k + 1 for k, n in enumerate(graph.nodes) if n.op in ends), default=0)
         found: list[tuple[tuple[int, int, int, int], Graph, Stage]] = []
         for start, end in stage_ranges(graph, after):
             if not any(start <= h < end for h in hot):
@@ -461,8 +455,12 @@ def search(
                     last = (c, len(h))
         found.sort(key=lambda f: f[0])
         # the lower bound flatters line buffers (first fit packs them less tightly than
-        # bands): the best of each mode are planned for real
-        short = [f for m in modes for f in [f for f in found if f[2].mode == m][:finalists]]
+        # bands): with per_mode, the best of each mode are planned for real
+        short = (
+            [f for m in modes for f in [f for f in found if f[2].mode == m][:finalists]]
+            if per_mode
+            else found[:finalists]
+        )
         best = min(
             (((exact(t), key[1]), s.extra_macs, key[3], t, s) for key, t, s in short),
             default=None,
@@ -474,15 +472,40 @@ def search(
         spent += stage.extra_work
         stages.append(stage)
         hot = estimate(graph)[1]
-    if any(s.mode == "stream" for s in stages) and modes != ("tile",):
-        # one stage at a time is greedy: a stream that wins first can leave no room for the
-        # tiles that, together, would have won; the tiles alone are searched too
-        tiled, tiles = search(
-            start_graph, max_recompute, estimate, exact, max_bands, finalists, ("tile",)
-        )
-        if tiles and exact(tiled) < current[0]:
-            return tiled, tiles
     return graph, stages
+
+
+def search(
+    graph: Graph,
+    max_recompute: float,
+    estimate: Callable[[Graph], tuple[int, list[int]]],
+    exact: Callable[[Graph], int],
+    max_bands: int = 64,
+    finalists: int = 4,
+) -> tuple[Graph, list[Stage]]:
+    """Stages, one at a time, each where it lowers the peak (arena + I/O) most, within
+    `max_recompute` of the graph's work for all stages together (0.2: 20% more; node_work:
+    MACs, and element-wise ops' elements, whose halo rows are recomputed too; a line buffer's
+    moves).
+
+    `estimate(graph)` is the cheap peak (the planner's lower bound) and the steps at which it
+    is reached: only a stage over such a step can lower it. Every stage range, mode (tiles or
+    streams) and band count is estimated; the `finalists` best are planned for real (`exact`),
+    and the best of those is kept if it lowers the peak, or keeps it and leaves fewer steps at
+    it. One stage at a time is greedy, and which candidates reach the planner steers it, so it
+    runs three ways and keeps the lowest peak (then the fewest extra MACs): the best overall
+    planned, the best of each mode planned (the lower bound flatters line buffers), and tiles
+    alone. Layer by layer when nothing helps (the caller also keeps layer by layer when the
+    stages did not pay)."""
+    runs = [
+        _greedy(graph, max_recompute, estimate, exact, max_bands, finalists, modes, per_mode)
+        for modes, per_mode in ((("tile", "stream"), False), (("tile", "stream"), True))
+    ]
+    if any(s.mode == "stream" for _, stages in runs for s in stages):
+        runs.append(
+            _greedy(graph, max_recompute, estimate, exact, max_bands, finalists, ("tile",), False)
+        )
+    return min(runs, key=lambda r: (exact(r[0]), sum(s.extra_macs for s in r[1])))
 
 
 MAKERS = {"tile": tile_stage, "stream": stream_stage}

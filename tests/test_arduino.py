@@ -24,6 +24,7 @@ from compiler.ir.tensor import DTYPES
 from compiler.tools.boards import get_board
 from compiler.tools.firmware import _memory, extra_regions
 from compiler.tools.host import STRICT
+from compiler.tools.qemu import qemu_command
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = Path(__file__).with_name("arduino")
@@ -239,22 +240,7 @@ def _serial(elf: Path, work: Path, rx: bytes | None) -> str:
     if rx is not None:
         (work / "tvc_serial_in.bin").write_bytes(rx)
     r = subprocess.run(
-        [
-            "qemu-system-arm",
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "null",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-icount",
-            "shift=0,align=off,sleep=off",
-            "-kernel",
-            str(elf),
-        ],
+        qemu_command("mps2-an386", elf),
         cwd=work,
         capture_output=True,
         timeout=300,

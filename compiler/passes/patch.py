@@ -116,6 +116,23 @@ def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
     return out
 
 
+def _held(graph: Graph, node: Node, rows: Rows) -> list[Rows | None]:
+    """The rows of each input the node reads to compute output `rows`, clipped to the input
+    (None for inputs read whole)."""
+    raw = _rows(graph, node, *rows)
+    assert raw is not None
+    held: list[Rows | None] = []
+    for i, r in zip(node.inputs, raw, strict=True):
+        if r is None:
+            held.append(None)
+            continue
+        c = _clip(r, graph.tensors[i].shape[1])
+        if c[0] >= c[1]:
+            raise IRError(f"patch stage: {node.label!r} reads no row of {i!r} in a band")
+        held.append(c)
+    return held
+
+
 def band_edges(rows: int, bands: int) -> list[int]:
     """Row boundaries of `bands` bands of (nearly) equal height."""
     return [round(k * rows / bands) for k in range(bands + 1)]
@@ -150,19 +167,11 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
             n = stage[idx]
             if n.outputs[0] not in need:
                 continue
-            raw = _rows(graph, n, *need[n.outputs[0]])
-            assert raw is not None
-            held: list[Rows | None] = []
-            for i, r in zip(n.inputs, raw, strict=True):
-                if r is None:
-                    held.append(None)
-                    continue
-                c = _clip(r, graph.tensors[i].shape[1])
-                if c[0] >= c[1]:
-                    raise IRError(f"patch stage: {n.label!r} reads no row of {i!r} in a band")
-                held.append(c)
-                old = need.get(i, c)
-                need[i] = (min(old[0], c[0]), max(old[1], c[1]))
+            held = _held(graph, n, need[n.outputs[0]])
+            for i, c in zip(n.inputs, held, strict=True):
+                if c is not None:
+                    old = need.get(i, c)
+                    need[i] = (min(old[0], c[0]), max(old[1], c[1]))
             reads[idx] = held
         band_name: dict[str, str] = {}
         for idx, n in enumerate(stage):
@@ -263,18 +272,9 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
                 compute[y] = (max(hold[y][0], done), hold[y][1])
                 if compute[y][0] >= compute[y][1]:
                     continue  # nothing new: the band reads rows the line buffer kept
-            raw = _rows(graph, n, *compute[y])
-            assert raw is not None
-            held: list[Rows | None] = []
-            for i, r in zip(n.inputs, raw, strict=True):
-                if r is None:
-                    held.append(None)
-                    continue
-                c = _clip(r, graph.tensors[i].shape[1])
-                if c[0] >= c[1]:
-                    raise IRError(f"streamed stage: {n.label!r} reads no row of {i!r} in a band")
-                held.append(c)
-                if i in produced:
+            held = _held(graph, n, compute[y])
+            for i, c in zip(n.inputs, held, strict=True):
+                if c is not None and i in produced:
                     old = hold.get(i, c)
                     hold[i] = (min(old[0], c[0]), max(old[1], c[1]))
             reads[idx] = held

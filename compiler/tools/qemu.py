@@ -28,6 +28,27 @@ class QemuRun:
     per_step: list[list[int]] = field(default_factory=list)  # per sample, per node (profile runs)
 
 
+def qemu_command(machine: str, elf: Path) -> list[str]:
+    """QEMU running a firmware on the twin: files through semihosting (relative to the working
+    directory), one instruction per nanosecond (-icount shift=0), no serial or monitor."""
+    return [
+        qemu(),
+        "-M",
+        machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "null",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0,align=off,sleep=off",
+        "-kernel",
+        str(elf),
+    ]
+
+
 def run_qemu(
     outdir: Path,
     graph: Graph,
@@ -60,24 +81,7 @@ def emulate(
             for i in graph.inputs
         )
         (work / "tvc_in.bin").write_bytes(blob)
-        cmd = [
-            "timeout",
-            str(int(timeout)),
-            qemu(),
-            "-M",
-            machine,
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "null",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-icount",
-            "shift=0,align=off,sleep=off",
-            "-kernel",
-            str(fw.elf),
-        ]
+        cmd = ["timeout", str(int(timeout)), *qemu_command(machine, fw.elf)]
         r = subprocess.run(cmd, cwd=work, capture_output=True, timeout=timeout + 30)
         if r.returncode != 0:
             raise TvcError(

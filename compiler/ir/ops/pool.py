@@ -381,9 +381,15 @@ def _mean_portable(ctx: LowerCtx, node: Node) -> Lowered:
     dt = y.dtype
     low = Lowered()
     n, h, w, c = x.shape
-    p = mean_params(node, [x], [y])
+    fields = _mean_fields(mean_params(node, [x], [y]), (n, h, w, c), dt)
+    return struct_call(ctx, low, node, "tvc_mean_t", fields, f"mean_hw_{SUFFIX[dt]}")
+
+
+def _mean_fields(p: MeanParams, nhwc: tuple[int, int, int, int], dt: str) -> dict[str, object]:
+    """tvc_mean_t: the map's shape and the mean's integers (mean_hw and pool_finish)."""
     lo, hi = QRANGE[dt]
-    fields: dict[str, object] = {
+    n, h, w, c = nhwc
+    return {
         "batch": n,
         "h": h,
         "w": w,
@@ -395,7 +401,6 @@ def _mean_portable(ctx: LowerCtx, node: Node) -> Lowered:
         "act_min": lo,
         "act_max": hi,
     }
-    return struct_call(ctx, low, node, "tvc_mean_t", fields, f"mean_hw_{SUFFIX[dt]}")
 
 
 lowering("global_avg_pool", "portable", applies=_mean_applies)(_mean_portable)
@@ -626,17 +631,5 @@ def pool_finish_portable(ctx: LowerCtx, node: Node) -> Lowered:
             )
         )
         return low
-    p = fp.mean
-    fields: dict[str, object] = {
-        "batch": 1,
-        "h": count,
-        "w": 1,
-        "c": c,
-        "in_zp": p.in_zp,
-        "out_zp": p.out_zp,
-        "mult": p.mult,
-        "shift": p.shift,
-        "act_min": lo,
-        "act_max": hi,
-    }
+    fields = _mean_fields(fp.mean, (1, count, 1, c), dt)
     return struct_call(ctx, low, node, "tvc_mean_t", fields, f"pool_finish_mean_{SUFFIX[dt]}")

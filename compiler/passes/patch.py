@@ -142,6 +142,54 @@ def _clip(r: Rows, rows: int) -> Rows:
     return max(r[0], 0), min(r[1], rows)
 
 
+def _band_node(
+    g: Graph,
+    graph: Graph,
+    n: Node,
+    k: int,
+    rows: Rows,
+    held: list[Rows | None],
+    holds: dict[str, tuple[str, Rows]],
+    new_nodes: list[Node],
+) -> Node:
+    """The node that computes output `rows` of `n` in band `k`, appended to `new_nodes` with
+    the `row_view`s it reads through: input i's rows `held[i]` come from the tensor
+    `holds[i]` names and the rows it holds (a whole map from before the stage otherwise)."""
+    ins = []
+    for i, h in zip(n.inputs, held, strict=True):
+        if h is None:
+            ins.append(i)
+            continue
+        src, base = holds.get(i, (i, (0, g.tensors[i].shape[1])))
+        if h == base:
+            ins.append(src)
+            continue
+        if not base[0] <= h[0] < h[1] <= base[1]:
+            raise IRError(f"patch stage: {i!r} holds rows {base}, {n.label!r} reads {h}")
+        view = g.fresh_name(f"{i}.b{k}.r{h[0]}_{h[1]}")
+        lo, hi = h[0] - base[0], h[1] - base[0]
+        _add_tensor(g, view, g.tensors[i], (1, hi - lo, *g.tensors[i].shape[2:]))
+        new_nodes.append(make_node("row_view", [src], [view], view, lo=lo, hi=hi))
+        ins.append(view)
+    y = n.outputs[0]
+    name = g.fresh_name(f"{y}.b{k}")
+    rule = get_row_rule(n.op)
+    assert rule is not None
+    attrs = rule.band(graph, n, *rows, held) if rule.band is not None else dict(n.attrs)
+    bn = make_node(n.op, ins, [name], f"{n.label}.b{k}", **attrs)
+    types = [TType(g.tensors[i].shape, g.tensors[i].dtype) for i in ins]
+    inferred = get_op(n.op).infer(bn, types, [g.tensors[i].data for i in ins])
+    want = (1, rows[1] - rows[0], *graph.tensors[y].shape[2:])
+    if inferred is None or inferred[0].shape != want:
+        raise IRError(
+            f"patch stage: {n.label!r} on rows {rows} gives "
+            f"{None if inferred is None else list(inferred[0].shape)}, not {list(want)}"
+        )
+    _add_tensor(g, name, graph.tensors[y], want)
+    new_nodes.append(bn)
+    return bn
+
+
 def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, Stage]:
     """The graph with nodes [start, end) run in `bands` bands of the stage output's rows (a
     pure Graph -> Graph rewrite; `stage_ranges` says which ranges qualify)."""
@@ -152,7 +200,6 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
         raise IRError(f"patch stage ending at {out!r}: an op that does not run by rows")
     if not 2 <= bands <= height:
         raise IRError(f"patch stage ending at {out!r}: {bands} bands of {height} rows")
-    produced = {o for n in stage for o in n.outputs}
     g = graph.copy()
     new_nodes: list[Node] = []
     edges = band_edges(height, bands)
@@ -173,49 +220,16 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
                     old = need.get(i, c)
                     need[i] = (min(old[0], c[0]), max(old[1], c[1]))
             reads[idx] = held
-        band_name: dict[str, str] = {}
+        band_name: dict[str, tuple[str, Rows]] = {}
         for idx, n in enumerate(stage):
             if idx not in reads:
                 continue
-            held = reads[idx]
-            ins = []
-            for i, h in zip(n.inputs, held, strict=True):
-                if h is None:
-                    ins.append(i)
-                    continue
-                src, base = (
-                    (band_name[i], need[i]) if i in produced else (i, (0, g.tensors[i].shape[1]))
-                )
-                if h == base:
-                    ins.append(src)
-                    continue
-                view = g.fresh_name(f"{i}.b{k}.r{h[0]}_{h[1]}")
-                lo, hi = h[0] - base[0], h[1] - base[0]
-                _add_tensor(g, view, g.tensors[i], (1, hi - lo, *g.tensors[i].shape[2:]))
-                new_nodes.append(make_node("row_view", [src], [view], f"{view}", lo=lo, hi=hi))
-                ins.append(view)
             y = n.outputs[0]
-            name = g.fresh_name(f"{y}.b{k}")
-            rule = get_row_rule(n.op)
-            assert rule is not None
-            attrs = rule.band(graph, n, *need[y], held) if rule.band is not None else dict(n.attrs)
-            bn = make_node(n.op, ins, [name], f"{n.label}.b{k}", **attrs)
-            types = [TType(g.tensors[i].shape, g.tensors[i].dtype) for i in ins]
-            values = [g.tensors[i].data for i in ins]
-            inferred = get_op(n.op).infer(bn, types, values)
-            rows = need[y][1] - need[y][0]
-            want = (1, rows, *graph.tensors[y].shape[2:])
-            if inferred is None or inferred[0].shape != want:
-                raise IRError(
-                    f"patch stage: {n.label!r} on rows {need[y]} gives "
-                    f"{None if inferred is None else list(inferred[0].shape)}, not {list(want)}"
-                )
-            _add_tensor(g, name, graph.tensors[y], want)
-            band_name[y] = name
-            new_nodes.append(bn)
+            bn = _band_node(g, graph, n, k, need[y], reads[idx], band_name, new_nodes)
+            band_name[y] = (bn.outputs[0], need[y])
             band_macs += node_macs(g, bn)
             band_work += node_work(g, bn)
-        parts.append(band_name[out])
+        parts.append(band_name[out][0])
     new_nodes.append(make_node("row_concat", parts, [out], f"{out}.bands"))
     g.nodes = g.nodes[:start] + new_nodes + g.nodes[end:]
     g.prune_tensors()
@@ -304,44 +318,8 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
                 continue
             pieces = [kept_rows[y]] if y in kept_rows else []
             if idx in reads:
-                ins = []
-                for i, h in zip(n.inputs, reads[idx], strict=True):
-                    if h is None:
-                        ins.append(i)
-                        continue
-                    src, base = window[i] if i in produced else (i, (0, g.tensors[i].shape[1]))
-                    if h == base:
-                        ins.append(src)
-                        continue
-                    if not base[0] <= h[0] < h[1] <= base[1]:
-                        raise IRError(
-                            f"streamed stage: {i!r} holds rows {base}, {n.label!r} reads {h}"
-                        )
-                    view = g.fresh_name(f"{i}.b{k}.r{h[0]}_{h[1]}")
-                    lo, hi = h[0] - base[0], h[1] - base[0]
-                    _add_tensor(g, view, g.tensors[i], (1, hi - lo, *g.tensors[i].shape[2:]))
-                    new_nodes.append(make_node("row_view", [src], [view], view, lo=lo, hi=hi))
-                    ins.append(view)
-                name = g.fresh_name(f"{y}.b{k}")
-                rule = get_row_rule(n.op)
-                assert rule is not None
-                attrs = (
-                    rule.band(graph, n, *compute[y], reads[idx])
-                    if rule.band is not None
-                    else dict(n.attrs)
-                )
-                bn = make_node(n.op, ins, [name], f"{n.label}.b{k}", **attrs)
-                types = [TType(g.tensors[i].shape, g.tensors[i].dtype) for i in ins]
-                inferred = get_op(n.op).infer(bn, types, [g.tensors[i].data for i in ins])
-                want = (1, compute[y][1] - compute[y][0], *graph.tensors[y].shape[2:])
-                if inferred is None or inferred[0].shape != want:
-                    raise IRError(
-                        f"streamed stage: {n.label!r} on rows {compute[y]} gives "
-                        f"{None if inferred is None else list(inferred[0].shape)}, "
-                        f"not {list(want)}"
-                    )
-                _add_tensor(g, name, graph.tensors[y], want)
-                new_nodes.append(bn)
+                bn = _band_node(g, graph, n, k, compute[y], reads[idx], window, new_nodes)
+                name = bn.outputs[0]
                 band_macs += node_macs(g, bn)
                 band_work += node_work(g, bn)
                 pieces.append(name)

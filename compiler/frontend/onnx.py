@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from compiler.errors import IRError, ModelError, UsageError
 from compiler.frontend.limits import MAX_ELEMENTS, MAX_ITEMS, many
-from compiler.frontend.onnx_ops import CUSTOM_OPS, HANDLERS, ONNX_DTYPES
+from compiler.frontend.onnx_ops import CUSTOM_OPS, HANDLERS, ONNX_DTYPES, dtype_name
 from compiler.ir.graph import Graph
 from compiler.ir.registry import TType, get_op, make_node
 from compiler.ir.tensor import Tensor, const_tensor
@@ -231,7 +231,7 @@ class Importer:
     def _add_input(self, vi: onnx.ValueInfoProto) -> None:
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type") or tt.elem_type != onnx.TensorProto.FLOAT:
-            kind = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "non-tensor"
+            kind = dtype_name(tt.elem_type) if tt.elem_type else "non-tensor"
             raise ModelError(f"{self.path}: input {vi.name!r} is {kind}; tvc takes float32 inputs")
         dims: list[int | str] = [
             d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim
@@ -341,7 +341,7 @@ def check_onnx(model: onnx.ModelProto, path: Path) -> None:
             raise ModelError(f"{where} has data type {init.data_type}, not an ONNX tensor type")
         if init.data_type not in NUMERIC:
             raise ModelError(
-                f"{where} is {onnx.TensorProto.DataType.Name(init.data_type)}; tvc reads numeric "
+                f"{where} is {dtype_name(init.data_type)}; tvc reads numeric "
                 "weights (float, integer, bool)"
             )
         have = _stored_elements(init, np.dtype(np_dtype).itemsize)

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from compiler.frontend.onnx import Importer
 
 Handler = Callable[["Importer", onnx.NodeProto], None]
+
+
+def dtype_name(code: int) -> str:
+    """An ONNX element type's name; a number past the enum (a damaged file) says so."""
+    try:
+        return str(onnx.TensorProto.DataType.Name(code))
+    except ValueError:
+        return f"data type {code}, which ONNX does not define"
+
+
 HANDLERS: dict[str, Handler] = {}
 
 ONNX_DTYPES = {
@@ -547,7 +557,7 @@ def _cast(imp: Importer, node: onnx.NodeProto) -> None:
     if to in (onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
         to = onnx.TensorProto.FLOAT
     if to not in ONNX_DTYPES:
-        imp.fail(node, f"casts to {onnx.TensorProto.DataType.Name(to)}, which tvc does not support")
+        imp.fail(node, f"casts to {dtype_name(to)}, which tvc does not support")
     imp.emit(node, "cast", [node.input[0]], [node.output[0]], to=ONNX_DTYPES[to])
 
 

@@ -15,6 +15,11 @@ consumed rows die and the output's bands come alive one by one (plan.plan_arena'
 
 Full-width bands are what batch-1 NHWC makes contiguous; they also keep every band's layer one
 kernel call on a smaller map, with no new kernel.
+
+A stage may instead be streamed (`stream_stage`): no row is computed twice, and each tensor
+inside the stage lives in a line buffer of the rows its consumers read in the current band
+(`row_shift` keeps them, moved to the front of the same bytes). A streamed stage may end in a
+global average, taken over int32 running sums of the bands (`row_sum`, `pool_finish`).
 """
 
 from __future__ import annotations

@@ -147,6 +147,22 @@ def _clip(r: Rows, rows: int) -> Rows:
     return max(r[0], 0), min(r[1], rows)
 
 
+def _stage_setup(
+    graph: Graph, stage: list[Node], bands: int, what: str
+) -> tuple[list[int], int, int]:
+    """A stage's checks (every op runs by rows, 2 to height bands) and what both ways of
+    running it start from: the band edges of its output, its MACs and work layer by layer."""
+    out = stage[-1].outputs[0]
+    if any(get_row_rule(n.op) is None for n in stage):
+        raise IRError(f"{what} stage ending at {out!r}: an op that does not run by rows")
+    height = graph.tensors[out].shape[1]
+    if not 2 <= bands <= height:
+        raise IRError(f"{what} stage ending at {out!r}: {bands} bands of {height} rows")
+    macs = sum(node_macs(graph, n) for n in stage)
+    work = sum(node_work(graph, n) for n in stage)
+    return band_edges(height, bands), macs, work
+
+
 def _band_node(
     g: Graph,
     graph: Graph,
@@ -200,16 +216,9 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
     pure Graph -> Graph rewrite; `stage_ranges` says which ranges qualify)."""
     stage = graph.nodes[start:end]
     out = stage[-1].outputs[0]
-    height = graph.tensors[out].shape[1]
-    if any(get_row_rule(n.op) is None for n in stage):
-        raise IRError(f"patch stage ending at {out!r}: an op that does not run by rows")
-    if not 2 <= bands <= height:
-        raise IRError(f"patch stage ending at {out!r}: {bands} bands of {height} rows")
+    edges, macs, work = _stage_setup(graph, stage, bands, "patch")
     g = graph.copy()
     new_nodes: list[Node] = []
-    edges = band_edges(height, bands)
-    macs = sum(node_macs(graph, n) for n in stage)
-    work = sum(node_work(graph, n) for n in stage)
     band_macs = band_work = 0
     parts = []
     for k in range(bands):
@@ -258,18 +267,11 @@ def stream_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph,
         stage = stage[:-1]
     else:
         kind = None
-    if any(get_row_rule(n.op) is None for n in stage):
-        raise IRError(f"streamed stage ending at {final!r}: an op that does not run by rows")
     out = stage[-1].outputs[0]
-    height = graph.tensors[out].shape[1]
-    if not 2 <= bands <= height:
-        raise IRError(f"streamed stage ending at {out!r}: {bands} bands of {height} rows")
+    edges, macs, work = _stage_setup(graph, stage, bands, "streamed")
     produced = {o for n in stage for o in n.outputs}
     g = graph.copy()
     new_nodes: list[Node] = []
-    edges = band_edges(height, bands)
-    macs = sum(node_macs(graph, n) for n in stage)
-    work = sum(node_work(graph, n) for n in stage)
     band_macs = band_work = 0
     window: dict[str, tuple[str, Rows]] = {}  # tensor -> its line buffer now, the rows it holds
     parts = []

@@ -32,7 +32,7 @@ def _infer_view(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[
     lo, hi = int(node.attrs["lo"]), int(node.attrs["hi"])  # type: ignore[call-overload]
     shape = t[0].shape
     if len(shape) != 4 or shape[0] != 1 or not 0 <= lo < hi <= shape[1]:
-        raise IRError(f"row_view {node.label}: rows [{lo}, {hi}) of {list(shape)}")
+        raise IRError(f"{node.op} {node.label}: rows [{lo}, {hi}) of {list(shape)}")
     return [TType((1, hi - lo, shape[2], shape[3]), t[0].dtype)]
 
 
@@ -89,10 +89,6 @@ def row_concat(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate(x, axis=1)]
 
 
-def _infer_shift(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
-    return _infer_view(node, t, v)
-
-
 def shift_is_safe(graph: Graph, node: Node) -> bool:
     """Rows [lo, hi) may move to the front of the bytes they are in: the copy runs forward
     and never writes ahead of what it reads (memmove)."""
@@ -102,7 +98,7 @@ def shift_is_safe(graph: Graph, node: Node) -> bool:
 @op(
     "row_shift",
     attrs={"lo": AttrSpec("int"), "hi": AttrSpec("int")},
-    infer=_infer_shift,
+    infer=_infer_view,
     dtypes=ANY,
     layout="logical",
     memory="own",

@@ -236,6 +236,13 @@ def _memory_options(p: argparse.ArgumentParser) -> None:
         "auto: where that lowers arena + I/O (default: %(default)s)",
     )
     p.add_argument(
+        "--input-rows",
+        action="store_true",
+        help="the firmware hands the input over row by row: NAME_run takes a reader that it "
+        "asks for rows in order, each once, so the frame need never be whole in RAM (a camera's "
+        "line interrupt, a sensor FIFO); batch-1 image inputs",
+    )
+    p.add_argument(
         "--max-recompute",
         type=_share,
         default=0.2,
@@ -263,6 +270,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
             input_shapes=parse_input_shapes(args.input_shape),
             kernels=args.kernels,
             input_in_arena=_in_arena(args),
+            input_rows=args.input_rows,
             max_recompute=args.max_recompute,
         )
         staged = run_pipeline(opts, args.after)
@@ -351,6 +359,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         kernels=args.kernels,
         optimize=args.optimize,
         input_in_arena=_in_arena(args),
+        input_rows=args.input_rows,
         max_recompute=args.max_recompute,
         format=args.format,
         zip=args.zip,

@@ -22,11 +22,13 @@ from compiler.errors import BudgetError, UsageError
 from compiler.frontend.loader import load_model
 from compiler.ir.graph import Graph
 from compiler.ir.lowering import BACKENDS
+from compiler.ir.ops.rows import row_sources
 from compiler.ir.tensor import QUANTIZED_DTYPES
 from compiler.ir.text import print_graph
 from compiler.ir.verify import verify, verify_lowerable, verify_quantized
 from compiler.outdir import records_dir
 from compiler.passes.dead_channels import eliminate_dead_channels
+from compiler.passes.input_rows import read_inputs_by_rows
 from compiler.passes.manager import STAGES as FLOAT_STAGES
 from compiler.passes.manager import run_passes
 from compiler.passes.patch import Stage, node_macs, search
@@ -76,6 +78,8 @@ class CompileOptions:
     progress: bool = False
     # the input frame in the arena: True, False, or None (where it lowers arena + I/O)
     input_in_arena: bool | None = None
+    # the caller hands the inputs over row by row through a reader (no whole frame in RAM)
+    input_rows: bool = False
     max_recompute: float = 0.2  # patch-based stages may add this share of the model's MACs
     format: str = "plain"  # the output directory's layout: plain, or an Arduino library
     zip: bool = False  # also write OUT.zip (the Arduino library, ready for arduino-cli)
@@ -178,6 +182,13 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
     if opts.optimize not in OPTIMIZE:
         raise UsageError(f"--optimize {opts.optimize!r}: choose {' or '.join(OPTIMIZE)}")
     q = schedule(q)
+    if opts.input_rows:
+        if opts.input_in_arena:
+            raise UsageError(
+                "--input-rows and --input-in-arena: an input handed over row by row is never "
+                "whole, in the arena or elsewhere; give one of them"
+            )
+        q = read_inputs_by_rows(q)
     verify(q, "schedule")
     staged.graph, staged.stage = q, "schedule"
     if after == "schedule":
@@ -242,6 +253,12 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
 def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     board = get_board(opts.target)
     check_format(opts.format, board)
+    if opts.input_rows and opts.format == "arduino":
+        raise UsageError(
+            "--input-rows with --format arduino: the library's example sketch passes whole "
+            "frames (the bundled sample or Serial)",
+            "compile the plain format for a row reader, or drop --input-rows",
+        )
     if opts.zip and opts.format != "arduino":
         raise UsageError("--zip packs an Arduino library; add --format arduino")
     staged = run_pipeline(opts)
@@ -328,6 +345,7 @@ def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
                 "layerwise_arena_bytes": staged.whole.size,
             }
         report["ram"]["input_in_arena"] = staged.arena_inputs  # type: ignore[index]
+        report["ram"]["input_rows"] = sorted(row_sources(q))  # type: ignore[index]
         report["memory"] = memory_map(q, plan)
         report["ram"]["patch"] = patch_report(staged, opts)  # type: ignore[index]
         report["flash"]["weights_bytes"] = generated.weights_bytes  # type: ignore[index]

@@ -15,6 +15,7 @@ from compiler import __version__
 from compiler.codegen.lower import Backend, c_ident
 from compiler.ir.graph import Graph
 from compiler.ir.lowering import C_TYPES, Const, Lowered
+from compiler.ir.ops.rows import row_sources
 from compiler.passes.plan import ALIGN, Plan
 
 # the C kernels ship inside the package (a wheel installed anywhere has them)
@@ -52,6 +53,10 @@ def _io(graph: Graph, plan: Plan, name: str, is_input: bool) -> dict[str, object
         "nbytes": t.nbytes,
         "is_input": is_input,
         "in_arena": is_input and name in plan.offsets,
+        # handed over row by row through the caller's reader (input_rows)
+        "rows": is_input and name in row_sources(graph),
+        "height": t.shape[1] if len(t.shape) > 1 else 1,
+        "row_numel": t.numel // (t.shape[1] if len(t.shape) > 1 else 1),
         "offset": plan.offsets.get(name, 0),
         "region": plan.placed_in.get(name, 0),
         "exp": None,
@@ -77,7 +82,9 @@ def io_context(graph: Graph, plan: Plan, name: str) -> dict[str, object]:
         "NAME": name.upper(),
         "inputs": inputs,
         "outputs": outputs,
-        "arg_names": ", ".join(f"tvc_io_{t['c']}" for t in inputs + outputs),
+        "arg_names": ", ".join(
+            f"&tvc_rows_{t['c']}" if t["rows"] else f"tvc_io_{t['c']}" for t in inputs + outputs
+        ),
     }
 
 
@@ -208,7 +215,10 @@ def emit_c(
     inputs = [_io(graph, plan, i, True) for i in graph.inputs]
     outputs = [_io(graph, plan, o, False) for o in graph.outputs]
     params = ", ".join(
-        [f"const {t['ctype']} *{t['c']}" for t in inputs]
+        [
+            f"const {name}_rows *{t['c']}" if t["rows"] else f"const {t['ctype']} *{t['c']}"
+            for t in inputs
+        ]
         + [f"{t['ctype']} *{t['c']}" for t in outputs]
     )
     ctx = {
@@ -222,11 +232,17 @@ def emit_c(
         "outputs": outputs,
         "params": params,
         "arg_names": ", ".join(str(t["c"]) for t in inputs + outputs),
-        "call_args": ", ".join(str(t["c"]) for t in inputs + outputs),
         "in_types": "; ".join(
-            f"{t['ctype']} {t['c']}[{name.upper()}_{t['C']}_SIZE]" for t in inputs + outputs
+            f"{name}_rows {t['c']} = {{my_read_rows, my_camera}}"
+            if t["rows"]
+            else f"{t['ctype']} {t['c']}[{name.upper()}_{t['C']}_SIZE]"
+            for t in inputs + outputs
         )
         + ";",
+        "call_args": ", ".join(
+            f"&{t['c']}" if t["rows"] else str(t["c"]) for t in inputs + outputs
+        ),
+        "row_inputs": [t for t in inputs if t["rows"]],
         "arena_size": max(plan.size, ALIGN),
         "arena_align": ALIGN,
         "decls": decls,

@@ -125,6 +125,9 @@ class Backend:
     def is_aliased(self, tensor: str) -> bool:
         return tensor in self.plan.aliases
 
+    def reader(self, tensor: str) -> str:
+        return c_ident(tensor).lower()  # the run function's parameter
+
     # --- driving -------------------------------------------------------------------------------
     def base(self, name: str) -> str:
         """The arena a buffer lives in: the main one, or an extra region's static arena."""

@@ -93,6 +93,11 @@ class LowerCtx(Protocol):
         """The planner gave the tensor its producer's input bytes (no copy needed)."""
         ...
 
+    def reader(self, tensor: str) -> str:
+        """The C expression of the row reader (`<name>_rows *`) the caller passes for a graph
+        input it hands over row by row (input_rows)."""
+        ...
+
 
 def ints(values: np.ndarray | list[int]) -> str:
     return ", ".join(str(int(v)) for v in np.asarray(values).reshape(-1))

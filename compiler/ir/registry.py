@@ -209,10 +209,14 @@ class RowRule:
     `band(graph, node, a, b, held)`: the attributes of the node that computes just rows [a, b)
     from inputs holding rows `held` (clipped, per input; None where read whole): a window op
     takes as padding what lies outside the input. Default: the attributes unchanged.
+    `source`: the op reads its input whole in no buffer (input_rows: a graph input the caller
+    hands over row by row), so that input need not be a constant; its rows are asked for once
+    each and in order, so the op runs in streamed stages only (no halo is read twice).
     """
 
     needs: Callable[[Graph, Node, int, int], list[Rows | None] | None]
     band: Callable[[Graph, Node, int, int, list[Rows | None]], dict[str, object]] | None = None
+    source: bool = False
 
 
 _ROW_RULES: dict[str, RowRule] = {}

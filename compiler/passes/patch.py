@@ -89,8 +89,10 @@ def _runs_by_rows(graph: Graph, node: Node) -> bool:
     needs = _rows(graph, node, 0, y.shape[1])
     if needs is None:
         return False
+    rule = get_row_rule(node.op)
+    assert rule is not None
     pairs = zip(node.inputs, needs, strict=True)
-    return all(need is not None or graph.tensors[i].is_const for i, need in pairs)
+    return all(need is not None or graph.tensors[i].is_const or rule.source for i, need in pairs)
 
 
 def stage_ranges(graph: Graph, after: int = 0) -> list[tuple[int, int]]:
@@ -217,6 +219,13 @@ def tile_stage(graph: Graph, start: int, end: int, bands: int) -> tuple[Graph, S
     stage = graph.nodes[start:end]
     out = stage[-1].outputs[0]
     edges, macs, work = _stage_setup(graph, stage, bands, "patch")
+    for n in stage:
+        rule = get_row_rule(n.op)
+        if rule is not None and rule.source:
+            raise IRError(
+                f"patch stage ending at {out!r}: {n.label!r} reads the caller's rows once each, "
+                "in order; tiles would read the halo rows again (streamed stages only)"
+            )
     g = graph.copy()
     new_nodes: list[Node] = []
     band_macs = band_work = 0

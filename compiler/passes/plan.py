@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from compiler.errors import IRError
 from compiler.ir.graph import Graph
+from compiler.ir.ops.rows import row_sources
 from compiler.ir.registry import get_op
 
 ALIGN = 16
@@ -85,7 +86,7 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
     never one that views share or that is the caller's. With `arena_inputs` the graph inputs
     are arena buffers like any other."""
     outputs = set(graph.outputs)
-    io = outputs | (set() if arena_inputs else set(graph.inputs))
+    io = outputs | (set() if arena_inputs else set(graph.inputs)) | row_sources(graph)
     last_use: dict[str, int] = {}
     for k, n in enumerate(graph.nodes):
         for i in n.inputs:
@@ -111,6 +112,17 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
 
     shared: set[str] = set()  # roots that views point into: never written in place
     taken: set[str] = set()  # a buffer is overwritten in place by one output only
+    # where each band will sit in the whole its view op assembles: an output written over
+    # another buffer takes that buffer's past along when its band joins a whole, which only the
+    # first band (at byte 0, before the whole holds anything) may do; a later band would bring
+    # the past of one line buffer onto the bytes of another (a conv_rnnpool band over its frame
+    # rows, in a streamed stage)
+    band_at = {
+        part: delta
+        for n in graph.nodes
+        if get_op(n.op).memory == "view"
+        for part, _, delta in get_op(n.op).views(graph, n)  # type: ignore[misc]
+    }
     for k, n in enumerate(graph.nodes):
         d = get_op(n.op)
         if d.memory == "view":
@@ -124,7 +136,14 @@ def buffer_views(graph: Graph, arena_inputs: bool = False) -> dict[str, tuple[st
             continue
         proof = d.overwrite_proof
         x = n.inputs[0] if proof is not None and proof(graph, n) else None
-        if x is not None and x not in io and last_use[x] == k and n.outputs[0] not in io:
+        first_band = band_at.get(n.outputs[0], 0) == 0
+        if (
+            x is not None
+            and x not in io
+            and last_use[x] == k
+            and n.outputs[0] not in io
+            and first_band
+        ):
             r, off = root(x)
             # a buffer that bands were viewed in may be written over once every tensor in it
             # is dead: a streamed stage's line buffer, band after band
@@ -239,8 +258,13 @@ def _place(
 
 
 def io_bytes(graph: Graph, plan: Plan) -> int:
-    """The caller's buffers: outputs, and inputs unless they live in the arena."""
-    names = [*(i for i in graph.inputs if i not in plan.offsets), *graph.outputs]
+    """The caller's buffers: outputs, and inputs unless they live in the arena or the caller
+    hands them over row by row (input_rows: no buffer holds the whole input)."""
+    sources = row_sources(graph)
+    names = [
+        *(i for i in graph.inputs if i not in plan.offsets and i not in sources),
+        *graph.outputs,
+    ]
     return sum(graph.tensors[t].nbytes for t in names)
 
 
@@ -264,7 +288,8 @@ def _buffers(graph: Graph, scratch: dict[int, int] | None, arena_inputs: bool) -
     bound: the most bytes live at one step."""
     views = buffer_views(graph, arena_inputs)
     raw = plan_lifetimes(graph)
-    caller = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs))
+    sources = row_sources(graph)  # in no buffer at all
+    caller = set(graph.outputs) | (set() if arena_inputs else set(graph.inputs)) | sources
     segments: dict[str, list[tuple[int, int, tuple[int, int]]]] = {}
     for t, life in raw.items():
         r, delta = views.get(t, (t, 0))
@@ -292,7 +317,8 @@ def peak_estimate(
     fit usually reaches it), cheap enough to rank many candidate schedules; and the steps at
     which the live bytes come within 5% of that bound (where a change of schedule can help)."""
     b = _buffers(graph, scratch, arena_inputs)
-    io = [*(i for i in graph.inputs if i in b.caller), *graph.outputs]
+    sources = row_sources(graph)
+    io = [*(i for i in graph.inputs if i in b.caller and i not in sources), *graph.outputs]
     hot = [
         s - 1 for s, v in enumerate(b.live) if v >= 0.95 * b.lower and 1 <= s <= len(graph.nodes)
     ]

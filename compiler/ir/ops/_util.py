@@ -122,7 +122,7 @@ def channel_map(graph: Graph, node: Node) -> str | None:
     return "map"
 
 
-def _nhwc_4d(graph: Graph, node: Node) -> bool:
+def nhwc_4d(graph: Graph, node: Node) -> bool:
     y = graph.tensors[node.outputs[0]]
     return (
         len(node.outputs) == 1
@@ -132,31 +132,42 @@ def _nhwc_4d(graph: Graph, node: Node) -> bool:
     )
 
 
+def window_span(attrs: dict[str, object], a: int, b: int, prefix: str = "") -> tuple[int, int]:
+    """The input rows a sliding window (attributes `kernel`, `stride`, `pad`, `dilation`, under
+    `prefix`) reads for output rows [a, b): from a*stride - pad_top to the last window's bottom
+    row, before clipping to the input."""
+    k, s = int(attrs[prefix + "kernel"][0]), int(attrs[prefix + "stride"][0])  # type: ignore[index]
+    d = int(attrs.get(prefix + "dilation", [1, 1])[0])  # type: ignore[index]
+    pad_top = int(attrs[prefix + "pad"][0])  # type: ignore[index]
+    return a * s - pad_top, (b - 1) * s - pad_top + (k - 1) * d + 1
+
+
+def band_padding(
+    attrs: dict[str, object], need: tuple[int, int], held: tuple[int, int], prefix: str = ""
+) -> dict[str, object]:
+    """`attrs` with the window's top and bottom padding for a band: the rows it reaches above
+    and below the rows held (0 inside the map, the op's own at its edges)."""
+    out = dict(attrs)
+    pad = list(attrs[prefix + "pad"])  # type: ignore[call-overload]
+    out[prefix + "pad"] = [held[0] - need[0], pad[1], need[1] - held[1], pad[3]]
+    return out
+
+
 def window_rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] | None] | None:
     """Row rule (registry.RowRule) of a sliding-window op (conv, pools): output rows [a, b)
-    read input rows from a*stride - pad_top to the last window's bottom row; weights whole."""
-    if not _nhwc_4d(graph, node):
+    read the window_span of input rows; weights whole."""
+    if not nhwc_4d(graph, node):
         return None
-    at = node.attrs
-    k, s = int(at["kernel"][0]), int(at["stride"][0])  # type: ignore[index]
-    d = int(at.get("dilation", [1, 1])[0])  # type: ignore[index]
-    lo = a * s - int(at["pad"][0])  # type: ignore[index]
-    hi = (b - 1) * s - int(at["pad"][0]) + (k - 1) * d + 1  # type: ignore[index]
-    return [(lo, hi)] + [None] * (len(node.inputs) - 1)
+    return [window_span(node.attrs, a, b)] + [None] * (len(node.inputs) - 1)
 
 
 def window_band(
     graph: Graph, node: Node, a: int, b: int, held: list[tuple[int, int] | None]
 ) -> dict[str, object]:
-    """The attributes of a window op on output rows [a, b): the rows its windows reach above
-    and below the rows held are its padding there (0 inside the map, the op's own at its
-    edges; a ceil-mode pool's extra cells become explicit padding, which pools never count)."""
-    need = window_rows(graph, node, a, b)
-    assert need is not None and need[0] is not None and held[0] is not None
-    (lo, hi), (h0, h1) = need[0], held[0]
-    attrs = dict(node.attrs)
-    pad = list(attrs["pad"])  # type: ignore[call-overload]
-    attrs["pad"] = [h0 - lo, pad[1], hi - h1, pad[3]]
+    """The attributes of a window op on output rows [a, b): band_padding (a ceil-mode pool's
+    extra cells become explicit padding, which pools never count)."""
+    assert held[0] is not None
+    attrs = band_padding(node.attrs, window_span(node.attrs, a, b), held[0])
     if "ceil_mode" in attrs:
         attrs["ceil_mode"] = 0
     return attrs
@@ -166,7 +177,7 @@ def same_rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] 
     """Row rule of element-wise ops: output rows [a, b) read the same rows of every input of
     the output's shape; an operand broadcast over rows (one row, or per channel) is read
     whole."""
-    if not _nhwc_4d(graph, node):
+    if not nhwc_4d(graph, node):
         return None
     y = graph.tensors[node.outputs[0]]
     out: list[tuple[int, int] | None] = []

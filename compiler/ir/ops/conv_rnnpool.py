@@ -18,6 +18,7 @@ import numpy as np
 from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import SUFFIX, LowerCtx, Lowered
+from compiler.ir.ops._util import band_padding, nhwc_4d, window_span
 from compiler.ir.ops.conv import (
     CONV_ATTRS,
     ConvParams,
@@ -36,12 +37,14 @@ from compiler.ir.ops.rnnpool import (
 from compiler.ir.registry import (
     CALIBRATED,
     AttrSpec,
+    RowRule,
     TType,
     get_op,
     int_ref,
     lowering,
     op,
     params,
+    row_rule,
 )
 from compiler.ir.tensor import QParams, Tensor
 
@@ -276,3 +279,29 @@ def conv_rnnpool_portable(ctx: LowerCtx, node: Node) -> Lowered:
         )
     )
     return low
+
+
+def _conv_span(node: Node, a: int, b: int) -> tuple[int, int]:
+    """The frame rows RNNPool output rows [a, b) come from: their patches' convolution rows
+    (RNNPool has no padding), and the convolution's window over those."""
+    sh, ph = int(node.attrs["stride"][0]), int(node.attrs["patch"][0])  # type: ignore[index]
+    return window_span(node.attrs, a * sh, (b - 1) * sh + ph, "conv_")
+
+
+def _rows(graph: Graph, node: Node, a: int, b: int) -> list[tuple[int, int] | None] | None:
+    """Row rule: a band of output rows reads the frame rows of its patches' convolution rows;
+    the weights whole. A band is a smaller fused step (the kernel's own band loop inside)."""
+    if not nhwc_4d(graph, node):
+        return None
+    return [_conv_span(node, a, b)] + [None] * (len(node.inputs) - 1)
+
+
+def _band(
+    graph: Graph, node: Node, a: int, b: int, held: list[tuple[int, int] | None]
+) -> dict[str, object]:
+    """The convolution pads the band where its window reaches past the frame rows held."""
+    assert held[0] is not None
+    return band_padding(node.attrs, _conv_span(node, a, b), held[0], "conv_")
+
+
+row_rule("conv_rnnpool", RowRule(needs=_rows, band=_band))

@@ -6,6 +6,11 @@ its place inside the whole tensor's buffer (plan.views) and the kernels read and
 `row_shift` is the one that moves bytes: the line buffer of a streamed stage keeps the rows
 its consumer still needs, moved to the front of the same bytes, before the next rows are
 computed behind them.
+
+`input_rows` is where a graph input the caller hands over row by row (`tvc compile
+--input-rows`: a camera's line interrupt, a sensor FIFO) enters: rows [lo, hi) of it, asked of
+the caller's reader into the tensor's buffer. The input itself lives in no buffer of ours. In a
+streamed stage each band asks for just its new rows, so the frame never exists whole.
 """
 
 from __future__ import annotations
@@ -16,7 +21,18 @@ from compiler.errors import IRError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.lowering import CodegenError, LowerCtx, Lowered
 from compiler.ir.ops._qutil import same_params
-from compiler.ir.registry import SAME, AttrSpec, TType, int_ref, lowering, op
+from compiler.ir.ops._util import nhwc_4d
+from compiler.ir.registry import (
+    SAME,
+    AttrSpec,
+    RowRule,
+    Rows,
+    TType,
+    int_ref,
+    lowering,
+    op,
+    row_rule,
+)
 from compiler.ir.tensor import DTYPES, Tensor
 
 ANY = tuple(DTYPES)
@@ -159,3 +175,75 @@ def _moves_nothing(name: str) -> None:
 
 for _name in ("row_view", "row_concat"):
     _moves_nothing(_name)
+
+
+def _infer_rows(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[TType]:
+    shape = t[0].shape
+    if len(shape) != 4 or shape[0] != 1:
+        raise IRError(
+            f"input_rows {node.label}: input of shape {list(shape)}; rows are read from a "
+            "batch-1 image [1, H, W, C]"
+        )
+    return _infer_view(node, t, v)
+
+
+@op(
+    "input_rows",
+    attrs={"lo": AttrSpec("int"), "hi": AttrSpec("int")},
+    infer=_infer_rows,
+    dtypes=ANY,
+    layout="logical",
+    memory="own",
+    quant=SAME,
+    kernels=(),
+)
+def input_rows(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
+    """Rows [lo, hi) of a graph input, as the caller's reader hands them over."""
+    return [x[0][:, int(node.attrs["lo"]) : int(node.attrs["hi"])].copy()]  # type: ignore[call-overload]
+
+
+@int_ref("input_rows")
+def input_rows_int(
+    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+) -> list[np.ndarray]:
+    """input_rows on quantized data: the same codes"""
+    same_params(node, ins, outs)
+    return input_rows(node, x)
+
+
+def _source_rows(graph: Graph, node: Node, a: int, b: int) -> list[Rows | None] | None:
+    """Row rule: the input is read through the reader, in no buffer (None: not held)."""
+    return [None] if nhwc_4d(graph, node) else None
+
+
+def _source_band(
+    graph: Graph, node: Node, a: int, b: int, held: list[Rows | None]
+) -> dict[str, object]:
+    lo = int(node.attrs["lo"])  # type: ignore[call-overload]
+    return {"lo": lo + a, "hi": lo + b}
+
+
+row_rule("input_rows", RowRule(needs=_source_rows, band=_source_band, source=True))
+
+
+def row_sources(graph: Graph) -> set[str]:
+    """The graph inputs the caller hands over row by row: every reader is an input_rows node
+    (no buffer of ours, no caller's buffer either)."""
+    readers: dict[str, set[str]] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, set()).add(n.op)
+    return {i for i in graph.inputs if readers.get(i) == {"input_rows"}}
+
+
+@lowering("input_rows", "portable")
+def input_rows_portable(ctx: LowerCtx, node: Node) -> Lowered:
+    """One call of the caller's reader; a nonzero answer ends the run with that value."""
+    lo, hi = int(node.attrs["lo"]), int(node.attrs["hi"])  # type: ignore[call-overload]
+    r = ctx.reader(node.inputs[0])
+    low = Lowered()
+    low.stmts.append(
+        f"{{ const int tvc_rc = {r}->read({r}->ctx, {lo}, {hi - lo}, "
+        f"{ctx.ptr(node.outputs[0], False)}); if (tvc_rc != 0) {{ return tvc_rc; }} }}"
+    )
+    return low

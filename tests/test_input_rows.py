@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from compiler.compile import CompileOptions, compile_model
 from compiler.errors import IRError
 from compiler.frontend.loader import load_model
 from compiler.frontend.torch import RNNPool, export_onnx
+from compiler.ir.graph import Graph
 from compiler.ir.interpreter import run_graph
 from compiler.passes.input_rows import read_inputs_by_rows
 from compiler.passes.patch import stage_height, stage_ranges, stream_stage, tile_stage
@@ -47,17 +49,14 @@ def stem(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(m, torch.zeros(1, 1, 64, 96), path)
 
 
-def _compile(path: Path, out: Path, **kw: object) -> tuple[Path, dict]:
-    opts = CompileOptions(
-        model=str(path), target="mps2-an386", out=str(out), calib="random", **kw
-    )  # type: ignore[arg-type]
+def _compile(path: Path, out: Path, **kw: Any) -> tuple[Path, dict]:
+    opts = CompileOptions(model=str(path), target="mps2-an386", out=str(out), calib="random", **kw)
     return compile_model(opts)
 
 
-def _asked_rows(graph) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    return [
-        (int(n.attrs["lo"]), int(n.attrs["hi"])) for n in graph.nodes if n.op == "input_rows"
-    ]  # type: ignore[call-overload]
+def _asked_rows(graph: Graph) -> list[tuple[Any, Any]]:
+    """The rows each input_rows node asks the reader for, in schedule order."""
+    return [(n.attrs["lo"], n.attrs["hi"]) for n in graph.nodes if n.op == "input_rows"]
 
 
 def test_stem_streams_from_the_reader_bit_exact_with_less_ram(stem: Path, tmp_path: Path) -> None:

@@ -191,7 +191,11 @@ def test_patchwise_c_is_bit_exact_and_smaller(pools, tmp_path, arena_input: bool
         )  # fmt: skip
         out, report = compile_model(opts)
         pw, ram = report["ram"]["patchwise"], report["ram"]
-        assert ram["arena_bytes"] == min(pw["arena_bytes"], pw["layerwise_arena_bytes"]), pw
+        least = min(pw["arena_bytes"], pw["layerwise_arena_bytes"])
+        if ram["patch"]["used"]:  # the fused stem in a patch-based stage: lower still
+            assert ram["arena_bytes"] < least, (pw, ram["patch"])
+        else:
+            assert ram["arena_bytes"] == least, pw
         code = (out / f"{report['name']}.c").read_text()
         assert ("conv_rnnpool_s8" in code) == pw["used"]
         used.append(pw["used"])

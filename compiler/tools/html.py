@@ -338,6 +338,7 @@ def _page(report: dict, profile: dict | None, svgs: dict[str, str]) -> str:  # t
             f"{flash['code_bytes']:,} + startup {flash['probe_overhead_bytes']:,})",
         ),
         ("input in the arena", "yes" if ram.get("input_in_arena") else "no"),
+        ("input by rows (reader)", ", ".join(ram.get("input_rows") or []) or "no"),
     ]
     if patch.get("used"):
         facts.append(

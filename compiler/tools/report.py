@@ -158,6 +158,11 @@ def summary_text(report: dict[str, object]) -> str:
                 )
         if ram.get("input_in_arena"):  # type: ignore[union-attr]
             lines.append("         the input lives in the arena (NAME_<input>_buffer())")
+        for name in ram.get("input_rows") or []:  # type: ignore[union-attr]
+            lines.append(
+                f"         input {name} arrives row by row through the caller's reader "
+                "(--input-rows): no buffer holds it whole"
+            )
         lines.append(
             f"flash    {flash['total_bytes']:,} B of {flash['budget_bytes']:,} B budget: weights "  # type: ignore[index]
             f"{flash['weights_bytes']:,} + code {flash['code_bytes']:,} + probe startup "  # type: ignore[index]

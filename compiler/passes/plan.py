@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from compiler.errors import IRError
 from compiler.ir.graph import Graph
 from compiler.ir.ops.rows import row_sources
@@ -439,6 +441,94 @@ def verify_plan(graph: Graph, plan: Plan) -> None:
                     f"plan check failed: bytes [{a}, {b}) of {root} live steps {f}..{z}, but "
                     f"{t} needs them over steps {first}..{last}"
                 )
+    check_ownership(graph, plan)
+
+
+Segment = tuple[str, int, int, int]  # (tensor that wrote the bytes, offset in it, length, offset)
+
+
+def _slice(segs: list[Segment], lo: int, n: int) -> list[Segment]:
+    """Bytes [lo, lo + n) of a tensor made of `segs`, as segments from offset 0."""
+    out = []
+    for who, at, length, off in segs:
+        a, b = max(off, lo), min(off + length, lo + n)
+        if a < b:
+            out.append((who, at + a - off, b - a, a - lo))
+    return out
+
+
+def check_ownership(graph: Graph, plan: Plan) -> None:
+    """Run the schedule over the planned arena with, for every byte, which tensor wrote it
+    (and which of its bytes) instead of a value: every byte a node reads must still be the
+    one its producer wrote. A view (a band, an assembled map, an aliased reshape) reads the
+    bytes of the tensors it is made of. This is what the plan promises the kernels, checked
+    on every compile independently of how buffer_views and first fit arrived at it (a band's
+    output written over another line buffer's bytes, say)."""
+    sizes = [plan.size, *plan.region_sizes]
+    who = [np.full(max(s, 1), -1, np.int32) for s in sizes]
+    at = [np.zeros(max(s, 1), np.int64) for s in sizes]
+    ids: dict[str, int] = {}
+    made: dict[str, list[Segment]] = {}  # tensor -> the writes its bytes are
+
+    def place(t: str) -> tuple[int, int] | None:
+        off = plan.offsets.get(t)
+        return None if off is None else (plan.placed_in.get(t, 0), off)
+
+    def write(t: str, n: int) -> None:
+        p = place(t)
+        if p is not None:
+            r, off = p
+            who[r][off : off + n] = ids.setdefault(t, len(ids))
+            at[r][off : off + n] = np.arange(n)
+
+    def read(t: str, step: int, label: str) -> None:
+        p = place(t)
+        if p is None or graph.tensors[t].is_const:
+            return
+        r, off = p
+        for src, a, n, o in made[t]:
+            w, x = who[r][off + o : off + o + n], at[r][off + o : off + o + n]
+            wrong = (w != ids.get(src, -2)) | (x != np.arange(a, a + n))
+            if wrong.any():
+                bad = int(np.argmax(wrong))
+                names = {v: k for k, v in ids.items()}
+                raise IRError(
+                    f"plan check failed: step {step} ({label}) reads {t!r}, but byte "
+                    f"{o + bad} of it holds {names.get(int(w[bad]), 'nothing')!r}, not "
+                    f"{src!r} (the plan lets a write land on bytes still to be read)"
+                )
+
+    for i in graph.inputs:
+        made[i] = [(i, 0, graph.tensors[i].nbytes, 0)]
+        write(i, graph.tensors[i].nbytes)
+    for k, n in enumerate(graph.nodes):
+        d = get_op(n.op)
+        if d.memory == "view":
+            assert d.views is not None
+            rel = d.views(graph, n)
+            for part, whole, delta in rel:
+                if whole in made:  # a band of a map that exists: its bytes
+                    made[part] = _slice(made[whole], delta, graph.tensors[part].nbytes)
+            for whole in {w for _, w, _ in rel if w not in made}:  # a map made of its bands
+                made[whole] = [
+                    (src, a, ln, o + delta)
+                    for part, w, delta in rel
+                    if w == whole
+                    for src, a, ln, o in made[part]
+                ]
+            continue
+        y = n.outputs[0]
+        if d.memory == "alias" and place(y) is not None and place(y) == place(n.inputs[0]):
+            made[y] = made[n.inputs[0]]  # a reshape in its input's bytes
+            continue
+        for i in n.inputs:
+            read(i, k, n.label)
+        scratch = scratch_name(k)
+        if scratch in plan.offsets:
+            write(scratch, plan.sizes[scratch])
+        for o in n.outputs:
+            made[o] = [(o, 0, graph.tensors[o].nbytes, 0)]
+            write(o, graph.tensors[o].nbytes)
 
 
 def plan_text(graph: Graph, plan: Plan) -> str:

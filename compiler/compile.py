@@ -253,12 +253,6 @@ def run_pipeline(opts: CompileOptions, after: str = "plan") -> Staged:
 def compile_model(opts: CompileOptions) -> tuple[Path, dict[str, object]]:
     board = get_board(opts.target)
     check_format(opts.format, board)
-    if opts.input_rows and opts.format == "arduino":
-        raise UsageError(
-            "--input-rows with --format arduino: the library's example sketch passes whole "
-            "frames (the bundled sample or Serial)",
-            "compile the plain format for a row reader, or drop --input-rows",
-        )
     if opts.zip and opts.format != "arduino":
         raise UsageError("--zip packs an Arduino library; add --format arduino")
     staged = run_pipeline(opts)

@@ -286,6 +286,26 @@ def test_example_sketch_runs_bit_exact_on_the_twin(library: Path, tmp_path: Path
     _check_printout(_serial(elf, tmp_path, sent.tobytes()), graph, sent, "Serial")
 
 
+def test_row_reader_sketch_holds_no_frame_and_runs_bit_exact(tmp_path: Path) -> None:
+    """--input-rows: the sketch's reader copies the rows the model asks for out of the bundled
+    sample, or reads them off Serial as they are asked for; the board has no input buffer."""
+    lib = tmp_path / NAME
+    r = _compile_example(lib, "--input-rows")
+    assert r.returncode == 0, r.stderr
+    sketch = (lib / "examples" / NAME / f"{NAME}.ino").read_text()
+    assert "tvc_in_x" not in sketch and "&tvc_rows_x" in sketch
+    graph = load_model(lib)
+    assert [n.op for n in graph.nodes].count("input_rows") > 1  # streamed from the reader
+    elf = _twin_firmware(lib, tmp_path / "fw")
+    sample = _bundled_sample(lib, graph)
+    _check_printout(_serial(elf, tmp_path / "fw", None), graph, sample, "bundled sample")
+    sent = np.random.default_rng(8).integers(-128, 128, sample.shape).astype(np.int8)
+    _check_printout(_serial(elf, tmp_path / "fw", sent.tobytes()), graph, sent, "Serial")
+    # a frame cut short over Serial ends the run with the reader's 1, and says so
+    text = _serial(elf, tmp_path / "fw", sent.tobytes()[:5000])
+    assert "mask_cnn_run failed: 1" in text, text
+
+
 def test_tvc_reads_the_library_like_an_output_directory(library: Path, tmp_path: Path) -> None:
     x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

@@ -71,7 +71,8 @@ def library_files(
     }
     outs = ctx["outputs"]  # type: ignore[index]
     call_args = ", ".join(
-        [f"in_{t['c']}" for t in inputs] + [f"tvc_out_{t['c']}" for t in outs]  # type: ignore[attr-defined]
+        [f"&tvc_rows_{t['c']}" if t["rows"] else f"in_{t['c']}" for t in inputs]
+        + [f"tvc_out_{t['c']}" for t in outs]  # type: ignore[attr-defined]
     )
     example = f"examples/{name}"
     return {

@@ -15,6 +15,8 @@ streamed stage each band asks for just its new rows, so the frame never exists w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from compiler.errors import IRError
@@ -125,16 +127,27 @@ def shift_is_safe(graph: Graph, node: Node) -> bool:
 def row_shift(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Rows [lo, hi) of a batch-1 NHWC tensor, as a tensor of their own (a line buffer keeping
     the rows still needed: planned over the same bytes, it moves them to the front)."""
+    return _copy_rows(node, x)
+
+
+def _copy_rows(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     return [x[0][:, int(node.attrs["lo"]) : int(node.attrs["hi"])].copy()]  # type: ignore[call-overload]
 
 
-@int_ref("row_shift")
-def row_shift_int(
-    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-) -> list[np.ndarray]:
-    """row_shift on quantized data: the same codes"""
-    same_params(node, ins, outs)
-    return row_shift(node, x)
+def _same_codes(name: str, run: Callable[[Node, list[np.ndarray]], list[np.ndarray]]) -> None:
+    """The integer reference of an op that moves rows: the same codes, the same parameters."""
+
+    def run_int(
+        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
+    ) -> list[np.ndarray]:
+        same_params(node, ins, outs)
+        return run(node, x)
+
+    run_int.__doc__ = f"{name} on quantized data: the same codes"
+    int_ref(name)(run_int)
+
+
+_same_codes("row_shift", row_shift)
 
 
 @lowering("row_shift", "portable")
@@ -152,16 +165,7 @@ def row_shift_portable(ctx: LowerCtx, node: Node) -> Lowered:
 
 
 def _moves_nothing(name: str) -> None:
-    float_run = row_view if name == "row_view" else row_concat
-
-    def run_int(
-        node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-    ) -> list[np.ndarray]:
-        same_params(node, ins, outs)
-        return float_run(node, x)
-
-    run_int.__doc__ = f"{name} on quantized data: the same codes"
-    int_ref(name)(run_int)
+    _same_codes(name, row_view if name == "row_view" else row_concat)
 
     @lowering(name, "portable")
     def no_code(ctx: LowerCtx, node: Node) -> Lowered:
@@ -199,16 +203,10 @@ def _infer_rows(node: Node, t: list[TType], v: list[np.ndarray | None]) -> list[
 )
 def input_rows(node: Node, x: list[np.ndarray]) -> list[np.ndarray]:
     """Rows [lo, hi) of a graph input, as the caller's reader hands them over."""
-    return [x[0][:, int(node.attrs["lo"]) : int(node.attrs["hi"])].copy()]  # type: ignore[call-overload]
+    return _copy_rows(node, x)
 
 
-@int_ref("input_rows")
-def input_rows_int(
-    node: Node, x: list[np.ndarray], ins: list[Tensor], outs: list[Tensor]
-) -> list[np.ndarray]:
-    """input_rows on quantized data: the same codes"""
-    same_params(node, ins, outs)
-    return input_rows(node, x)
+_same_codes("input_rows", input_rows)
 
 
 def _source_rows(graph: Graph, node: Node, a: int, b: int) -> list[Rows | None] | None:

@@ -279,6 +279,7 @@ class _Buffers:
     views: dict[str, tuple[str, int]]
     raw: dict[str, tuple[int, int]]
     caller: set[str]
+    sources: set[str]  # inputs handed over row by row: no buffer, no I/O bytes
     size_of: dict[str, int]
     pieces: dict[str, list[Piece]]
     live: list[int]  # bytes live at each step -1 .. len(nodes)
@@ -309,7 +310,7 @@ def _buffers(graph: Graph, scratch: dict[int, int] | None, arena_inputs: bool) -
         for lo, hi, f, z in ps:
             for s in range(f + 1, z + 2):
                 live[s] += hi - lo
-    return _Buffers(views, raw, caller, size_of, pieces, live, max(live, default=0))
+    return _Buffers(views, raw, caller, sources, size_of, pieces, live, max(live, default=0))
 
 
 def peak_estimate(
@@ -319,8 +320,7 @@ def peak_estimate(
     fit usually reaches it), cheap enough to rank many candidate schedules; and the steps at
     which the live bytes come within 5% of that bound (where a change of schedule can help)."""
     b = _buffers(graph, scratch, arena_inputs)
-    sources = row_sources(graph)
-    io = [*(i for i in graph.inputs if i in b.caller and i not in sources), *graph.outputs]
+    io = [*(i for i in graph.inputs if i in b.caller and i not in b.sources), *graph.outputs]
     hot = [
         s - 1 for s, v in enumerate(b.live) if v >= 0.95 * b.lower and 1 <= s <= len(graph.nodes)
     ]

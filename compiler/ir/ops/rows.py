@@ -238,6 +238,11 @@ def row_sources(graph: Graph) -> set[str]:
 def input_rows_portable(ctx: LowerCtx, node: Node) -> Lowered:
     """One call of the caller's reader; a nonzero answer ends the run with that value."""
     lo, hi = int(node.attrs["lo"]), int(node.attrs["hi"])  # type: ignore[call-overload]
+    if node.inputs[0] not in row_sources(ctx.graph):
+        raise CodegenError(
+            f"node {node.label!r}: input_rows reads {node.inputs[0]!r}, which is not a graph "
+            "input read only by input_rows nodes (only those have a reader)"
+        )
     r = ctx.reader(node.inputs[0])
     low = Lowered()
     low.stmts.append(
